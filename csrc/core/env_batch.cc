@@ -1,0 +1,262 @@
+#include "env_batch.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+#include "mujoco_guard.h"
+
+namespace vlarl {
+namespace {
+
+constexpr std::size_t kAlign = 64;  // mju_malloc's alignment; also a cache line
+
+int bad_state_warnings(const mjData* d) {
+  return d->warning[mjWARN_BADQPOS].number + d->warning[mjWARN_BADQVEL].number +
+         d->warning[mjWARN_BADQACC].number;
+}
+
+struct StepCtx {
+  const mjModel* m;
+  mjData* d;
+  int nstep;
+  bool unstable;
+};
+
+// Plain function (no destructors) so that a MuJoCo error can longjmp over it.
+void step_env(void* p) {
+  auto* c = static_cast<StepCtx*>(p);
+  for (int s = 0; s < c->nstep; ++s) {
+    const int before = bad_state_warnings(c->d);
+    mj_step(c->m, c->d);
+    if (bad_state_warnings(c->d) != before) {
+      c->unstable = true;
+      return;
+    }
+  }
+}
+
+struct ModelDataCtx {
+  const mjModel* m;
+  mjData* d;
+};
+void forward_env(void* p) {
+  auto* c = static_cast<ModelDataCtx*>(p);
+  mj_forward(c->m, c->d);
+}
+void reset_env(void* p) {
+  auto* c = static_cast<ModelDataCtx*>(p);
+  mj_resetData(c->m, c->d);
+}
+
+struct CopyModelCtx {
+  const mjModel* src;
+  mjModel* dst;
+};
+void copy_model(void* p) {
+  auto* c = static_cast<CopyModelCtx*>(p);
+  c->dst = mj_copyModel(nullptr, c->src);
+}
+struct MakeDataCtx {
+  const mjModel* m;
+  mjData* d;
+};
+void make_data(void* p) {
+  auto* c = static_cast<MakeDataCtx*>(p);
+  c->d = mj_makeData(c->m);
+}
+
+}  // namespace
+
+EnvBatch::EnvBatch(const mjModel* model, int num_envs, int num_threads) {
+  if (!model) throw std::invalid_argument("model is null");
+  if (num_envs < 1) {
+    throw std::invalid_argument("num_envs must be >= 1, got " + std::to_string(num_envs));
+  }
+  if (num_threads < 1) {
+    throw std::invalid_argument("num_threads must be >= 1, got " + std::to_string(num_threads));
+  }
+  num_envs_ = num_envs;
+  CopyModelCtx cm{model, nullptr};
+  guarded_or_throw("mj_copyModel", &copy_model, &cm);
+  model_ = cm.dst;
+
+  datas_.assign(num_envs, nullptr);
+  original_buffers_.assign(num_envs, nullptr);
+  try {
+    for (int i = 0; i < num_envs; ++i) {
+      MakeDataCtx md{model_, nullptr};
+      guarded_or_throw("mj_makeData", &make_data, &md);
+      if (!md.d) throw MujocoError("mj_makeData returned null (out of memory?)");
+      datas_[i] = md.d;
+    }
+    const std::size_t nbuffer = static_cast<std::size_t>(datas_[0]->nbuffer);
+    stride_ = (nbuffer + kAlign - 1) / kAlign * kAlign;
+    if (stride_ == 0) stride_ = kAlign;
+    block_ = static_cast<char*>(std::aligned_alloc(kAlign, stride_ * num_envs));
+    if (!block_) throw std::bad_alloc();
+    std::memset(block_, 0, stride_ * num_envs);
+    fields_ = describe_data_fields(model_, datas_[0]);
+    for (int i = 0; i < num_envs; ++i) {
+      mjData* d = datas_[i];
+      char* dst = block_ + stride_ * i;
+      std::memcpy(dst, d->buffer, nbuffer);
+      original_buffers_[i] = d->buffer;
+      rebase_data_pointers(model_, d, d->buffer, dst);
+    }
+  } catch (...) {
+    for (int i = 0; i < num_envs; ++i) {
+      if (!datas_[i]) continue;
+      if (original_buffers_[i]) datas_[i]->buffer = original_buffers_[i];
+      mj_deleteData(datas_[i]);
+    }
+    std::free(block_);
+    mj_deleteModel(model_);
+    throw;
+  }
+  status_.assign(num_envs, kEnvOk);
+  time_.assign(num_envs, 0.0);
+  messages_.assign(num_envs, "");
+  for (int i = 0; i < num_envs; ++i) time_[i] = datas_[i]->time;
+  pool_ = std::make_unique<ThreadPool>(num_threads);
+}
+
+EnvBatch::~EnvBatch() {
+  close();
+  for (int i = 0; i < num_envs_; ++i) {
+    datas_[i]->buffer = original_buffers_[i];  // mj_deleteData frees its own buffer
+    mj_deleteData(datas_[i]);
+  }
+  std::free(block_);
+  mj_deleteModel(model_);
+}
+
+void EnvBatch::close() {
+  pool_.reset();
+  closed_ = true;
+}
+
+void EnvBatch::check_open(const char* what) const {
+  if (closed_) throw std::runtime_error(std::string(what) + ": the engine is closed");
+}
+
+ThreadPool& EnvBatch::pool() {
+  check_open("pool");
+  return *pool_;
+}
+
+std::vector<int> EnvBatch::resolve_ids(const std::vector<int>& env_ids) const {
+  if (env_ids.empty()) {
+    std::vector<int> all(num_envs_);
+    for (int i = 0; i < num_envs_; ++i) all[i] = i;
+    return all;
+  }
+  for (int id : env_ids) {
+    if (id < 0 || id >= num_envs_) {
+      throw std::out_of_range("env id " + std::to_string(id) + " is out of range [0, " +
+                              std::to_string(num_envs_) + ")");
+    }
+  }
+  return env_ids;
+}
+
+const FieldInfo* EnvBatch::find_field(const std::string& name) const {
+  for (const auto& f : fields_) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+void EnvBatch::mark(int env, EnvStatus status, const std::string& message) {
+  status_[env] = status;
+  messages_[env] = message;
+}
+
+void EnvBatch::for_each_env(const std::vector<int>& env_ids,
+                            const std::function<void(int, int, int)>& fn) {
+  check_open("for_each_env");
+  const std::vector<int> ids = resolve_ids(env_ids);
+  pool_->parallel_for(static_cast<int>(ids.size()),
+                      [&](int slot, int worker) { fn(slot, ids[slot], worker); });
+}
+
+std::vector<int> EnvBatch::step(const mjtNum* ctrl, int nstep, const std::vector<int>& env_ids) {
+  check_open("step");
+  if (nstep < 0) throw std::invalid_argument("nstep must be >= 0, got " + std::to_string(nstep));
+  const std::vector<int> ids = resolve_ids(env_ids);
+  const int nu = model_->nu;
+  std::vector<std::uint8_t> errored(ids.size(), 0);
+  pool_->parallel_for(static_cast<int>(ids.size()), [&](int slot, int) {
+    const int env = ids[slot];
+    mjData* d = datas_[env];
+    if (ctrl && nu > 0) std::memcpy(d->ctrl, ctrl + static_cast<std::size_t>(slot) * nu,
+                                    sizeof(mjtNum) * nu);
+    if (status_[env] != kEnvOk) return;
+    StepCtx ctx{model_, d, nstep, false};
+    std::string error;
+    if (!guarded_call(&step_env, &ctx, &error)) {
+      // MuJoCo's stack markers are inconsistent after the jump: reset the env's data.
+      ModelDataCtx reset{model_, d};
+      guarded_call(&reset_env, &reset, nullptr);
+      mark(env, kEnvError, error);
+      errored[slot] = 1;
+    } else if (ctx.unstable) {
+      std::string warning = take_last_warning();
+      mark(env, kEnvUnstable, warning.empty() ? "bad qpos/qvel/qacc" : warning);
+    }
+    time_[env] = d->time;
+  });
+  std::vector<int> failed;
+  for (std::size_t s = 0; s < ids.size(); ++s) {
+    if (errored[s]) failed.push_back(ids[s]);
+  }
+  return failed;
+}
+
+void EnvBatch::forward(const std::vector<int>& env_ids) {
+  check_open("forward");
+  const std::vector<int> ids = resolve_ids(env_ids);
+  pool_->parallel_for(static_cast<int>(ids.size()), [&](int slot, int) {
+    const int env = ids[slot];
+    ModelDataCtx ctx{model_, datas_[env]};
+    std::string error;
+    if (!guarded_call(&forward_env, &ctx, &error)) mark(env, kEnvError, error);
+  });
+}
+
+int EnvBatch::state_size(unsigned int spec) const {
+  if (spec >= (1u << mjNSTATE)) {
+    throw std::invalid_argument("state spec " + std::to_string(spec) +
+                                " has bits outside mjtState (max " +
+                                std::to_string((1u << mjNSTATE) - 1) + ")");
+  }
+  return mj_stateSize(model_, spec);
+}
+
+void EnvBatch::get_state(mjtNum* out, unsigned int spec, const std::vector<int>& env_ids) const {
+  check_open("get_state");
+  const std::vector<int> ids = resolve_ids(env_ids);
+  const int size = state_size(spec);
+  for (std::size_t s = 0; s < ids.size(); ++s) {
+    mj_getState(model_, datas_[ids[s]], out + s * size, spec);
+  }
+}
+
+void EnvBatch::set_state(const mjtNum* states, bool broadcast, unsigned int spec,
+                         const std::vector<int>& env_ids) {
+  check_open("set_state");
+  const std::vector<int> ids = resolve_ids(env_ids);
+  const int size = state_size(spec);
+  for (std::size_t s = 0; s < ids.size(); ++s) {
+    const int env = ids[s];
+    mjData* d = datas_[env];
+    // A fresh start: clear warnings (they decide instability) and any previous failure.
+    std::memset(d->warning, 0, sizeof(d->warning));
+    mj_setState(model_, d, states + (broadcast ? 0 : s * size), spec);
+    status_[env] = kEnvOk;
+    messages_[env].clear();
+    time_[env] = d->time;
+  }
+}
+
+}  // namespace vlarl

@@ -1,0 +1,190 @@
+// Python face of EnvBatch: numpy views of engine-owned memory (no copies), GIL released around
+// every call that steps, MuJoCo/C++ errors turned into Python exceptions.
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "../core/env_batch.h"
+#include "../core/mujoco_guard.h"
+#include "bindings.h"
+
+namespace py = pybind11;
+
+namespace vlarl {
+namespace {
+
+using BatchPtr = std::shared_ptr<EnvBatch>;
+
+// A capsule that keeps the engine (and so its memory) alive while a numpy view exists.
+py::capsule keep_alive(const BatchPtr& batch) {
+  return py::capsule(new BatchPtr(batch),
+                     [](void* p) { delete static_cast<BatchPtr*>(p); });
+}
+
+py::dtype dtype_of(FieldType t) {
+  switch (t) {
+    case FieldType::kFloat64: return py::dtype::of<double>();
+    case FieldType::kInt32: return py::dtype::of<std::int32_t>();
+    case FieldType::kUInt8: return py::dtype::of<std::uint8_t>();
+    case FieldType::kUIntPtr: return py::dtype::of<std::uintptr_t>();
+  }
+  throw std::logic_error("unknown field type");
+}
+
+py::array field_view(const BatchPtr& batch, const std::string& name) {
+  const FieldInfo* f = batch->find_field(name);
+  if (!f) {
+    throw py::key_error("mjData has no array field named '" + name +
+                        "' (see Engine.field_names())");
+  }
+  std::vector<py::ssize_t> shape{batch->num_envs(), f->rows};
+  std::vector<py::ssize_t> strides{static_cast<py::ssize_t>(batch->env_stride_bytes()),
+                                   static_cast<py::ssize_t>(f->elem_size * f->cols)};
+  if (f->cols != 1) {
+    shape.push_back(f->cols);
+    strides.push_back(static_cast<py::ssize_t>(f->elem_size));
+  }
+  return py::array(dtype_of(f->type), shape, strides, batch->buffer_block() + f->offset,
+                   keep_alive(batch));
+}
+
+template <typename T>
+py::array vector_view(const BatchPtr& batch, T* data, bool writeable) {
+  py::array a(py::dtype::of<T>(), {batch->num_envs()}, {static_cast<py::ssize_t>(sizeof(T))},
+              data, keep_alive(batch));
+  if (!writeable) {
+    py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  }
+  return a;
+}
+
+void check_open(const EnvBatch& b, const char* what) {
+  if (b.closed()) throw std::runtime_error(std::string(what) + ": the engine is closed");
+}
+
+}  // namespace
+
+std::vector<int> ids_from_py(const py::object& env_ids) {
+  if (env_ids.is_none()) return {};
+  auto arr = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(env_ids);
+  if (!arr || arr.ndim() != 1) {
+    throw py::type_error("env_ids must be a 1-D sequence of ints");
+  }
+  std::vector<int> ids(arr.size());
+  for (py::ssize_t i = 0; i < arr.size(); ++i) ids[i] = static_cast<int>(arr.at(i));
+  if (ids.empty()) throw py::value_error("env_ids is empty; pass None for all envs");
+  return ids;
+}
+
+void bind_env_batch(py::module_& m) {
+  py::register_exception<MujocoError>(m, "MujocoError", PyExc_RuntimeError);
+
+  py::class_<EnvBatch, BatchPtr>(m, "EnvBatch")
+      .def(py::init([](std::uintptr_t model_address, int num_envs, int num_threads) {
+             if (model_address == 0) throw py::value_error("model address is null");
+             return std::make_shared<EnvBatch>(reinterpret_cast<const mjModel*>(model_address),
+                                               num_envs, num_threads);
+           }),
+           py::arg("model_address"), py::arg("num_envs"), py::arg("num_threads"))
+      .def("close", [](EnvBatch& b) {
+             py::gil_scoped_release nogil;
+             b.close();
+           })
+      .def_property_readonly("closed", &EnvBatch::closed)
+      .def_property_readonly("num_envs", &EnvBatch::num_envs)
+      .def_property_readonly("num_threads", &EnvBatch::num_threads)
+      .def_property_readonly("nq", [](const EnvBatch& b) { return b.model()->nq; })
+      .def_property_readonly("nv", [](const EnvBatch& b) { return b.model()->nv; })
+      .def_property_readonly("nu", [](const EnvBatch& b) { return b.model()->nu; })
+      .def_property_readonly("na", [](const EnvBatch& b) { return b.model()->na; })
+      .def_property_readonly("timestep", [](const EnvBatch& b) { return b.model()->opt.timestep; })
+      .def_property_readonly("model_address",
+                             [](const EnvBatch& b) {
+                               return reinterpret_cast<std::uintptr_t>(b.model());
+                             })
+      .def("data_address",
+           [](EnvBatch& b, int env) {
+             b.resolve_ids({env});
+             return reinterpret_cast<std::uintptr_t>(b.data(env));
+           })
+      .def(
+          "step",
+          [](EnvBatch& b, py::object ctrl, int nstep, py::object env_ids) {
+            check_open(b, "step");
+            std::vector<int> ids = ids_from_py(env_ids);
+            const mjtNum* ctrl_ptr = nullptr;
+            py::array_t<double, py::array::c_style> ctrl_arr;
+            if (!ctrl.is_none()) {
+              ctrl_arr = ctrl.cast<py::array_t<double, py::array::c_style>>();
+              ctrl_ptr = ctrl_arr.data();
+            }
+            py::gil_scoped_release nogil;
+            return b.step(ctrl_ptr, nstep, ids);
+          },
+          py::arg("ctrl"), py::arg("nstep"), py::arg("env_ids") = py::none(),
+          "ctrl: [len(env_ids), nu] float64 C-contiguous (validated by the Python layer) or None."
+          " Returns the ids of envs that hit a MuJoCo error.")
+      .def(
+          "forward",
+          [](EnvBatch& b, py::object env_ids) {
+            check_open(b, "forward");
+            std::vector<int> ids = ids_from_py(env_ids);
+            py::gil_scoped_release nogil;
+            b.forward(ids);
+          },
+          py::arg("env_ids") = py::none())
+      .def("state_size", &EnvBatch::state_size, py::arg("spec"))
+      .def(
+          "get_state",
+          [](EnvBatch& b, unsigned int spec, py::object env_ids) {
+            check_open(b, "get_state");
+            std::vector<int> ids = b.resolve_ids(ids_from_py(env_ids));
+            const int size = b.state_size(spec);
+            py::array_t<double> out({static_cast<py::ssize_t>(ids.size()),
+                                     static_cast<py::ssize_t>(size)});
+            b.get_state(out.mutable_data(), spec, ids);
+            return out;
+          },
+          py::arg("spec"), py::arg("env_ids") = py::none())
+      .def(
+          "set_state",
+          [](EnvBatch& b, py::array_t<double, py::array::c_style> states, unsigned int spec,
+             py::object env_ids) {
+            check_open(b, "set_state");
+            std::vector<int> ids = b.resolve_ids(ids_from_py(env_ids));
+            const py::ssize_t size = b.state_size(spec);
+            const bool broadcast = states.ndim() == 1;
+            if (broadcast ? states.shape(0) != size
+                          : (states.ndim() != 2 || states.shape(0) !=
+                                 static_cast<py::ssize_t>(ids.size()) ||
+                             states.shape(1) != size)) {
+              throw py::value_error("states must have shape [" + std::to_string(size) + "] or [" +
+                                    std::to_string(ids.size()) + ", " + std::to_string(size) +
+                                    "] for this spec");
+            }
+            b.set_state(states.data(), broadcast, spec, ids);
+          },
+          py::arg("states"), py::arg("spec"), py::arg("env_ids") = py::none())
+      .def("field", [](const BatchPtr& b, const std::string& name) { return field_view(b, name); },
+           py::arg("name"))
+      .def("field_names",
+           [](const EnvBatch& b) {
+             std::vector<std::string> names;
+             for (const auto& f : b.fields()) names.push_back(f.name);
+             return names;
+           })
+      .def_property_readonly("status",
+                             [](const BatchPtr& b) { return vector_view(b, b->status(), false); })
+      .def_property_readonly("time",
+                             [](const BatchPtr& b) { return vector_view(b, b->time(), false); })
+      .def("status_message", [](const EnvBatch& b, int env) {
+        b.resolve_ids({env});
+        return b.status_message(env);
+      });
+}
+
+}  // namespace vlarl

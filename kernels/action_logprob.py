@@ -1,0 +1,454 @@
+"""Fused action log-probability: hidden states x action-bin rows of the LM head -> log-prob of
+the label bin and entropy, never materialising the full-vocabulary logits.
+
+Maths, per token t (bins b = 0..N-1, N = bin_end - bin_start, tau = temperature, s = 1/tau):
+    z_tb   = s * sum_k h_tk W[bin_start + b, k]                      fp32 accumulation
+    m_t    = max_b z_tb,  S_t = sum_b exp(z_tb - m_t),  lse_t = m_t + log S_t
+    p_tb   = exp(z_tb - lse_t)
+    logp_t = z_t,label - lse_t
+    H_t    = log S_t - sum_b p_tb (z_tb - m_t)        (both terms >= 0: no cancellation)
+Gradient, with upstream g_t = dL/dlogp_t and e_t = dL/dH_t:
+    dL/dz_tb = g_t (1[b = label_t] - p_tb) - e_t p_tb (log p_tb + H_t)
+    G_tb     = s * dL/dz_tb
+    dL/dh_t  = sum_b G_tb W[bin_start + b]            dL/dW[bin_start + b] = sum_t G_tb h_t
+    rows of W outside the bins get zero gradient.
+Kernels:
+    forward  : one program per BLOCK_T tokens; z tile [BLOCK_T, BLOCK_N] accumulated over the
+               hidden dim in BLOCK_K chunks; saves z (fp32 [T, N], 1/8 of a bf16 hidden for
+               H=4096, N=256) and lse when a backward will follow.
+    backward : (a) per token tile: G from the saved z, stored over z in place, then dL/dh = G W;
+               (b) per hidden-dim tile: dL/dW_bins = G^T h, a deterministic loop over tokens.
+               G lives in its own fp32 [T, N] buffer, so z survives (retain_graph works).
+bf16 inputs are converted to fp32 right after each load (the interpreter and the GPU then do
+the same arithmetic); on a GPU the forward dot runs on the bf16 operands instead, whose products
+are exact in fp32, so only the summation order differs. Backward dots are fp32 ("ieee").
+Gradients are written in fp32 and cast to the input dtypes by torch (round-to-nearest).
+
+The logits variant reads z_tb = s * logits[t, bin_start + b] and returns dL/dlogits (zeros
+outside the bins).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _checks
+from ._triton_setup import HAS_TRITON, interpreting, next_pow2, tl, triton
+from .dispatch import select_backend
+from .reference import action_logprob_from_logits_torch, action_logprob_torch
+
+# One tile holds all bins of a token; beyond this the PyTorch path is used.
+MAX_TRITON_BINS = 1024
+
+if HAS_TRITON:
+
+    @triton.jit
+    def _binned_forward(z, col_ok, cols, labels):
+        """z [BT, BN] scaled logits (any value at invalid columns) -> logp, entropy, lse [BT]."""
+        z = tl.where(col_ok, z, float("-inf"))
+        m = tl.max(z, 1)
+        shifted = tl.where(col_ok, z - m[:, None], 0.0)
+        e = tl.where(col_ok, tl.exp(shifted), 0.0)
+        s = tl.sum(e, 1)
+        log_s = tl.log(s)
+        lse = m + log_s
+        z_label = tl.sum(tl.where(cols[None, :] == labels[:, None], z, 0.0), 1)
+        logp = z_label - lse
+        p = e / s[:, None]
+        entropy = log_s - tl.sum(p * shifted, 1)
+        return logp, entropy, lse
+
+    @triton.jit
+    def _binned_backward(z, lse, col_ok, cols, labels, g_logp, g_ent, inv_temperature,
+                         HAS_GRAD_ENTROPY: tl.constexpr):
+        """dL/d(raw logit) [BT, BN] for the scaled logits z; zero at invalid columns."""
+        log_p = tl.where(col_ok, z - lse[:, None], 0.0)
+        p = tl.where(col_ok, tl.exp(log_p), 0.0)
+        onehot = tl.where(cols[None, :] == labels[:, None], 1.0, 0.0)
+        dz = g_logp[:, None] * (onehot - p)
+        if HAS_GRAD_ENTROPY:
+            entropy = -tl.sum(p * log_p, 1)
+            dz -= g_ent[:, None] * p * (log_p + entropy[:, None])
+        return tl.where(col_ok, dz * inv_temperature, 0.0)
+
+    @triton.jit
+    def _action_logprob_fwd_kernel(
+        h_ptr, stride_h, w_ptr, stride_w, labels_ptr,
+        logp_ptr, entropy_ptr, lse_ptr, z_ptr,
+        n_tokens, hidden_size, n_bins, inv_temperature,
+        BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+        DOT_BF16: tl.constexpr, SAVE_Z: tl.constexpr,
+    ):
+        rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+        cols = tl.arange(0, BLOCK_N)
+        ks = tl.arange(0, BLOCK_K)
+        row_ok = rows < n_tokens
+        col_ok1 = cols < n_bins
+        acc = tl.zeros((BLOCK_T, BLOCK_N), dtype=tl.float32)
+        for k0 in range(0, hidden_size, BLOCK_K):
+            k = k0 + ks
+            k_ok = k < hidden_size
+            h = tl.load(h_ptr + rows[:, None].to(tl.int64) * stride_h + k[None, :],
+                        mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+            w_t = tl.load(w_ptr + cols[None, :].to(tl.int64) * stride_w + k[:, None],
+                          mask=col_ok1[None, :] & k_ok[:, None], other=0.0)
+            if DOT_BF16:
+                acc = tl.dot(h, w_t, acc)
+            else:
+                acc = tl.dot(h.to(tl.float32), w_t.to(tl.float32), acc, input_precision="ieee")
+        z = acc * inv_temperature
+        labels = tl.load(labels_ptr + rows, mask=row_ok, other=-1).to(tl.int32)
+        col_ok = col_ok1[None, :]
+        logp, entropy, lse = _binned_forward(z, col_ok, cols, labels)
+        tl.store(logp_ptr + rows, logp, mask=row_ok)
+        tl.store(entropy_ptr + rows, entropy, mask=row_ok)
+        if SAVE_Z:
+            tl.store(lse_ptr + rows, lse, mask=row_ok)
+            tl.store(z_ptr + rows[:, None].to(tl.int64) * n_bins + cols[None, :], z,
+                     mask=row_ok[:, None] & col_ok)
+
+    @triton.jit
+    def _action_logprob_bwd_kernel(
+        z_ptr, dz_ptr, lse_ptr, labels_ptr, g_logp_ptr, g_ent_ptr,
+        w_ptr, stride_w, grad_h_ptr,
+        n_tokens, hidden_size, n_bins, inv_temperature,
+        BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+        HAS_GRAD_ENTROPY: tl.constexpr, COMPUTE_GRAD_H: tl.constexpr,
+    ):
+        rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+        cols = tl.arange(0, BLOCK_N)
+        row_ok = rows < n_tokens
+        col_ok1 = cols < n_bins
+        col_ok = col_ok1[None, :]
+        tile_offsets = rows[:, None].to(tl.int64) * n_bins + cols[None, :]
+        tile_ok = row_ok[:, None] & col_ok
+        z = tl.load(z_ptr + tile_offsets, mask=tile_ok, other=0.0)
+        lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0)
+        labels = tl.load(labels_ptr + rows, mask=row_ok, other=-1).to(tl.int32)
+        g_logp = tl.load(g_logp_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
+        if HAS_GRAD_ENTROPY:
+            g_ent = tl.load(g_ent_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
+        else:
+            g_ent = g_logp
+        dz = _binned_backward(z, lse, col_ok, cols, labels, g_logp, g_ent, inv_temperature,
+                              HAS_GRAD_ENTROPY)
+        dz = tl.where(row_ok[:, None], dz, 0.0)
+        tl.store(dz_ptr + tile_offsets, dz, mask=tile_ok)  # read by the weight kernel
+        if COMPUTE_GRAD_H:
+            ks = tl.arange(0, BLOCK_K)
+            for k0 in range(0, hidden_size, BLOCK_K):
+                k = k0 + ks
+                k_ok = k < hidden_size
+                w = tl.load(w_ptr + cols[:, None].to(tl.int64) * stride_w + k[None, :],
+                            mask=col_ok1[:, None] & k_ok[None, :], other=0.0).to(tl.float32)
+                gh = tl.dot(dz, w, input_precision="ieee")
+                tl.store(grad_h_ptr + rows[:, None].to(tl.int64) * hidden_size + k[None, :], gh,
+                         mask=row_ok[:, None] & k_ok[None, :])
+
+    @triton.jit
+    def _action_logprob_bwd_weight_kernel(
+        dz_ptr, h_ptr, stride_h, grad_w_ptr,
+        n_tokens, hidden_size, n_bins,
+        BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ):
+        k = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
+        cols = tl.arange(0, BLOCK_N)
+        ts = tl.arange(0, BLOCK_T)
+        k_ok = k < hidden_size
+        col_ok = cols < n_bins
+        acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+        for t0 in range(0, n_tokens, BLOCK_T):
+            t = t0 + ts
+            t_ok = t < n_tokens
+            dz_t = tl.load(dz_ptr + t[None, :].to(tl.int64) * n_bins + cols[:, None],
+                           mask=col_ok[:, None] & t_ok[None, :], other=0.0)
+            h = tl.load(h_ptr + t[:, None].to(tl.int64) * stride_h + k[None, :],
+                        mask=t_ok[:, None] & k_ok[None, :], other=0.0).to(tl.float32)
+            acc = tl.dot(dz_t, h, acc, input_precision="ieee")
+        tl.store(grad_w_ptr + cols[:, None].to(tl.int64) * hidden_size + k[None, :], acc,
+                 mask=col_ok[:, None] & k_ok[None, :])
+
+    @triton.jit
+    def _action_logprob_from_logits_fwd_kernel(
+        logits_ptr, stride_l, labels_ptr, logp_ptr, entropy_ptr, lse_ptr,
+        n_tokens, n_bins, inv_temperature,
+        BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
+    ):
+        rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+        cols = tl.arange(0, BLOCK_N)
+        row_ok = rows < n_tokens
+        col_ok = (cols < n_bins)[None, :]
+        x = tl.load(logits_ptr + rows[:, None].to(tl.int64) * stride_l + cols[None, :],
+                    mask=row_ok[:, None] & col_ok, other=0.0).to(tl.float32)
+        labels = tl.load(labels_ptr + rows, mask=row_ok, other=-1).to(tl.int32)
+        logp, entropy, lse = _binned_forward(x * inv_temperature, col_ok, cols, labels)
+        tl.store(logp_ptr + rows, logp, mask=row_ok)
+        tl.store(entropy_ptr + rows, entropy, mask=row_ok)
+        tl.store(lse_ptr + rows, lse, mask=row_ok)
+
+    @triton.jit
+    def _action_logprob_from_logits_bwd_kernel(
+        logits_ptr, stride_l, lse_ptr, labels_ptr, g_logp_ptr, g_ent_ptr, grad_ptr,
+        n_tokens, n_bins, inv_temperature,
+        BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, HAS_GRAD_ENTROPY: tl.constexpr,
+    ):
+        rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+        cols = tl.arange(0, BLOCK_N)
+        row_ok = rows < n_tokens
+        col_ok = (cols < n_bins)[None, :]
+        tile_ok = row_ok[:, None] & col_ok
+        x = tl.load(logits_ptr + rows[:, None].to(tl.int64) * stride_l + cols[None, :],
+                    mask=tile_ok, other=0.0).to(tl.float32)
+        lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0)
+        labels = tl.load(labels_ptr + rows, mask=row_ok, other=-1).to(tl.int32)
+        g_logp = tl.load(g_logp_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
+        if HAS_GRAD_ENTROPY:
+            g_ent = tl.load(g_ent_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
+        else:
+            g_ent = g_logp
+        dz = _binned_backward(x * inv_temperature, lse, col_ok, cols, labels, g_logp, g_ent,
+                              inv_temperature, HAS_GRAD_ENTROPY)
+        tl.store(grad_ptr + rows[:, None].to(tl.int64) * n_bins + cols[None, :], dz, mask=tile_ok)
+
+
+def _tiles(n_tokens: int, n_bins: int, hidden_size: int) -> dict:
+    block_n = next_pow2(n_bins)
+    if interpreting():  # ~1 ms per program: few, large tiles
+        return dict(BLOCK_T=min(next_pow2(n_tokens), 64), BLOCK_N=block_n,
+                    BLOCK_K=min(next_pow2(hidden_size), 256), num_warps=4)
+    block_t = 32 if block_n <= 256 else 16
+    return dict(BLOCK_T=block_t, BLOCK_N=block_n, BLOCK_K=32 if block_n > 256 else 64,
+                num_warps=8)
+
+
+def _row_major(t: torch.Tensor) -> torch.Tensor:
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def action_logprob_fwd_triton(hidden, w_bins, labels, temperature, save_for_backward):
+    """hidden [T, H], w_bins [N, H] -> logp, entropy [T] fp32, and (lse, z) when saving."""
+    n_tokens, hidden_size = hidden.shape
+    n_bins = w_bins.shape[0]
+    cfg = _tiles(n_tokens, n_bins, hidden_size)
+    dev = hidden.device
+    logp = torch.empty(n_tokens, dtype=torch.float32, device=dev)
+    entropy = torch.empty(n_tokens, dtype=torch.float32, device=dev)
+    lse = torch.empty(n_tokens if save_for_backward else 1, dtype=torch.float32, device=dev)
+    z = torch.empty((n_tokens, n_bins) if save_for_backward else (1,), dtype=torch.float32,
+                    device=dev)
+    dot_bf16 = (hidden.dtype == torch.bfloat16 and w_bins.dtype == torch.bfloat16
+                and not interpreting())
+    if n_tokens:
+        grid = (triton.cdiv(n_tokens, cfg["BLOCK_T"]),)
+        _action_logprob_fwd_kernel[grid](
+            hidden, hidden.stride(0), w_bins, w_bins.stride(0), labels,
+            logp, entropy, lse, z, n_tokens, hidden_size, n_bins, 1.0 / temperature,
+            BLOCK_T=cfg["BLOCK_T"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
+            DOT_BF16=dot_bf16, SAVE_Z=save_for_backward, num_warps=cfg["num_warps"])
+    return logp, entropy, lse, z
+
+
+def action_logprob_bwd_triton(hidden, w_bins, labels, temperature, lse, z, g_logp, g_ent,
+                              need_grad_h, need_grad_w):
+    """Returns (grad_hidden fp32 [T, H] or None, grad_w_bins fp32 [N, H] or None)."""
+    n_tokens, hidden_size = hidden.shape
+    n_bins = w_bins.shape[0]
+    cfg = _tiles(n_tokens, n_bins, hidden_size)
+    dev = hidden.device
+    grad_h = torch.empty((n_tokens, hidden_size) if need_grad_h else (1,), dtype=torch.float32,
+                         device=dev)
+    grad_w = None
+    dz = torch.empty((n_tokens, n_bins), dtype=torch.float32, device=dev)
+    if n_tokens:
+        grid = (triton.cdiv(n_tokens, cfg["BLOCK_T"]),)
+        _action_logprob_bwd_kernel[grid](
+            z, dz, lse, labels, g_logp, g_ent if g_ent is not None else g_logp,
+            w_bins, w_bins.stride(0), grad_h, n_tokens, hidden_size, n_bins, 1.0 / temperature,
+            BLOCK_T=cfg["BLOCK_T"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
+            HAS_GRAD_ENTROPY=g_ent is not None, COMPUTE_GRAD_H=need_grad_h,
+            num_warps=cfg["num_warps"])
+    if need_grad_w:
+        grad_w = torch.empty((n_bins, hidden_size), dtype=torch.float32, device=dev)
+        wk = 32 if not interpreting() else cfg["BLOCK_K"]
+        grid = (triton.cdiv(hidden_size, wk),)
+        _action_logprob_bwd_weight_kernel[grid](
+            dz, hidden, hidden.stride(0), grad_w, n_tokens, hidden_size, n_bins,
+            BLOCK_T=cfg["BLOCK_T"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=wk,
+            num_warps=cfg["num_warps"])
+    return (grad_h if need_grad_h else None), grad_w
+
+
+class ActionLogprobFunction(torch.autograd.Function):
+    """Triton autograd Function: (hidden [T, H], weight [V, H], labels [T]) -> (logp, entropy)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, labels, temperature, bin_start, bin_end):
+        w_bins = _row_major(weight[bin_start:bin_end])
+        logp, entropy, lse, z = action_logprob_fwd_triton(hidden, w_bins, labels, temperature,
+                                                          save_for_backward=True)
+        ctx.save_for_backward(hidden, weight, labels, lse, z)
+        ctx.args = (temperature, bin_start, bin_end)
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx, g_logp, g_ent):
+        hidden, weight, labels, lse, z = ctx.saved_tensors
+        temperature, bin_start, bin_end = ctx.args
+        if g_logp is None:
+            g_logp = torch.zeros_like(lse)
+        w_bins = _row_major(weight[bin_start:bin_end])
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_h, grad_w_bins = action_logprob_bwd_triton(
+            hidden, w_bins, labels, temperature, lse, z, g_logp.contiguous(), None if g_ent is None else g_ent.contiguous(), need_h, need_w)
+        grad_weight = None
+        if need_w:
+            grad_weight = torch.zeros_like(weight)
+            grad_weight[bin_start:bin_end] = grad_w_bins.to(weight.dtype)
+        return (None if grad_h is None else grad_h.to(hidden.dtype)), grad_weight, None, None, None, None
+
+
+class ActionLogprobFromLogitsFunction(torch.autograd.Function):
+    """Triton autograd Function: (logits [T, V], labels [T]) -> (logp, entropy)."""
+
+    @staticmethod
+    def forward(ctx, logits, labels, temperature, bin_start, bin_end):
+        logp, entropy, lse = action_logprob_from_logits_fwd_triton(
+            logits, labels, temperature, bin_start, bin_end)
+        ctx.save_for_backward(logits, labels, lse)
+        ctx.args = (temperature, bin_start, bin_end)
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx, g_logp, g_ent):
+        logits, labels, lse = ctx.saved_tensors
+        temperature, bin_start, bin_end = ctx.args
+        if g_logp is None:
+            g_logp = torch.zeros_like(lse)
+        n_tokens = logits.shape[0]
+        n_bins = bin_end - bin_start
+        grad_bins = torch.empty((n_tokens, n_bins), dtype=torch.float32, device=logits.device)
+        if n_tokens:
+            cfg = _tiles(n_tokens, n_bins, 1)
+            bins = logits[:, bin_start:bin_end]
+            _action_logprob_from_logits_bwd_kernel[(triton.cdiv(n_tokens, cfg["BLOCK_T"]),)](
+                bins, bins.stride(0), lse, labels, g_logp.contiguous(),
+                g_logp if g_ent is None else g_ent.contiguous(), grad_bins,
+                n_tokens, n_bins, 1.0 / temperature,
+                BLOCK_T=cfg["BLOCK_T"], BLOCK_N=cfg["BLOCK_N"],
+                HAS_GRAD_ENTROPY=g_ent is not None, num_warps=cfg["num_warps"])
+        grad_logits = torch.zeros_like(logits)
+        grad_logits[:, bin_start:bin_end] = grad_bins.to(logits.dtype)
+        return grad_logits, None, None, None, None
+
+
+def action_logprob_from_logits_fwd_triton(logits, labels, temperature, bin_start, bin_end):
+    n_tokens = logits.shape[0]
+    n_bins = bin_end - bin_start
+    dev = logits.device
+    logp = torch.empty(n_tokens, dtype=torch.float32, device=dev)
+    entropy = torch.empty(n_tokens, dtype=torch.float32, device=dev)
+    lse = torch.empty(n_tokens, dtype=torch.float32, device=dev)
+    if n_tokens:
+        cfg = _tiles(n_tokens, n_bins, 1)
+        bins = logits[:, bin_start:bin_end]
+        _action_logprob_from_logits_fwd_kernel[(triton.cdiv(n_tokens, cfg["BLOCK_T"]),)](
+            bins, bins.stride(0), labels, logp, entropy, lse, n_tokens, n_bins,
+            1.0 / temperature, BLOCK_T=cfg["BLOCK_T"], BLOCK_N=cfg["BLOCK_N"],
+            num_warps=cfg["num_warps"])
+    return logp, entropy, lse
+
+
+def _flatten_tokens(name: str, x: torch.Tensor, trailing: int):
+    """[..., *trailing_dims] -> [T, *trailing_dims]; returns the leading shape too."""
+    if x.dim() < 1 + trailing:
+        raise ValueError(f"{name} must have at least {1 + trailing} dims, got shape {tuple(x.shape)}")
+    lead = tuple(x.shape[: x.dim() - trailing])
+    return x.reshape(-1, *x.shape[x.dim() - trailing:]), lead
+
+
+def _finish(logp, entropy, lead, return_entropy):
+    logp = logp.reshape(lead)
+    if return_entropy:
+        return logp, entropy.reshape(lead)
+    return logp
+
+
+def action_logprob(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *,
+                   temperature: float, bin_start: int, bin_end: int,
+                   return_entropy: bool = False, backend: str | None = None):
+    """Temperature-scaled log-probability of each token's action bin, from final hidden states.
+
+    hidden [..., H] (bf16/fp16/fp32/fp64), weight [V, H] the full LM head, labels [...] bin
+    indices in [0, bin_end - bin_start). Only weight rows bin_start:bin_end are read; their
+    gradient is returned in the weight's dtype, other rows get zeros.
+    Returns logp [...] fp32 (fp64 on the fp64 reference path), or (logp, entropy).
+    """
+    _checks.check_float("hidden", hidden)
+    _checks.check_float("weight", weight)
+    if weight.dim() != 2:
+        raise ValueError(f"weight must have shape [V, H], got {tuple(weight.shape)}")
+    h2, lead = _flatten_tokens("hidden", hidden, 1)
+    if h2.shape[1] != weight.shape[1]:
+        raise ValueError(f"hidden's last dim must equal weight.shape[1]={weight.shape[1]}, "
+                         f"got {h2.shape[1]}")
+    n_bins = _checks.check_bins(bin_start, bin_end, weight.shape[0], "weight.shape[0]")
+    _checks.check_labels(labels, lead, n_bins)
+    _checks.check_same_device(hidden=hidden, weight=weight, labels=labels)
+    temperature = _checks.check_temperature(temperature)
+    labels1 = labels.reshape(-1)
+
+    fp64 = hidden.dtype == torch.float64 or weight.dtype == torch.float64
+    chosen = select_backend(
+        "action_logprob", [hidden, weight, labels], backend,
+        triton_supports=n_bins <= MAX_TRITON_BINS and not fp64,
+        unsupported_reason=f"needs n_bins <= {MAX_TRITON_BINS} (got {n_bins}) and no fp64 input")
+    if chosen == "torch":
+        out = action_logprob_torch(h2, weight, labels1, temperature=temperature,
+                                   bin_start=bin_start, bin_end=bin_end,
+                                   return_entropy=return_entropy)
+        if return_entropy:
+            return _finish(out[0], out[1], lead, True)
+        return _finish(out, None, lead, False)
+    h2 = _row_major(h2)
+    labels1 = labels1.contiguous()
+    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+        logp, entropy = ActionLogprobFunction.apply(h2, weight, labels1, temperature,
+                                                    bin_start, bin_end)
+    else:
+        w_bins = _row_major(weight[bin_start:bin_end])
+        logp, entropy, _, _ = action_logprob_fwd_triton(h2, w_bins, labels1, temperature,
+                                                        save_for_backward=False)
+    return _finish(logp, entropy, lead, return_entropy)
+
+
+def action_logprob_from_logits(logits: torch.Tensor, labels: torch.Tensor, *,
+                               temperature: float, bin_start: int, bin_end: int,
+                               return_entropy: bool = False, backend: str | None = None):
+    """Same as `action_logprob` for frameworks that already hold logits [..., V]; reads only
+    logits[..., bin_start:bin_end]. Gradient to logits is zero outside the bins."""
+    _checks.check_float("logits", logits)
+    l2, lead = _flatten_tokens("logits", logits, 1)
+    n_bins = _checks.check_bins(bin_start, bin_end, l2.shape[1], "logits.shape[-1]")
+    _checks.check_labels(labels, lead, n_bins)
+    _checks.check_same_device(logits=logits, labels=labels)
+    temperature = _checks.check_temperature(temperature)
+    labels1 = labels.reshape(-1).contiguous()
+    chosen = select_backend(
+        "action_logprob_from_logits", [logits, labels], backend,
+        triton_supports=n_bins <= MAX_TRITON_BINS and logits.dtype != torch.float64,
+        unsupported_reason=f"needs n_bins <= {MAX_TRITON_BINS} (got {n_bins}) and no fp64 input")
+    if chosen == "torch":
+        out = action_logprob_from_logits_torch(l2, labels1, temperature=temperature,
+                                               bin_start=bin_start, bin_end=bin_end,
+                                               return_entropy=return_entropy)
+        if return_entropy:
+            return _finish(out[0], out[1], lead, True)
+        return _finish(out, None, lead, False)
+    l2 = _row_major(l2)
+    if torch.is_grad_enabled() and logits.requires_grad:
+        logp, entropy = ActionLogprobFromLogitsFunction.apply(l2, labels1, temperature,
+                                                              bin_start, bin_end)
+    else:
+        logp, entropy, _ = action_logprob_from_logits_fwd_triton(l2, labels1, temperature,
+                                                                 bin_start, bin_end)
+    return _finish(logp, entropy, lead, return_entropy)
