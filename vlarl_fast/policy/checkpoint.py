@@ -1,0 +1,286 @@
+"""Reading and writing OpenVLA-OFT checkpoints in the official HuggingFace layout, without remote code.
+
+Directory layout (what `openvla/openvla-7b`-style and OFT checkpoints ship, and what we write):
+    config.json                      OpenVLAConfig fields (model_type "openvla", timm ids, text_config, ...)
+    model.safetensors                one shard, or
+    model-0000i-of-0000N.safetensors + model.safetensors.index.json  ({"metadata": {"total_size"}, "weight_map"})
+    dataset_statistics.json          {dataset: {"action": {q01, q99, mask, ...}, "proprio": {...}}}
+    preprocessor_config.json         PrismaticImageProcessor settings (means/stds per tower)
+    tokenizer.json, tokenizer_config.json, special_tokens_map.json, added_tokens.json (+ tokenizer.model)
+Parameter names are the official ones: `vision_backbone.featurizer.*` (DINOv2, LayerScale as
+`ls1.scale_factor`), `vision_backbone.fused_featurizer.*` (SigLIP), `projector.fc1/fc2/fc3`,
+`language_model.model.*`, `language_model.lm_head.weight`, and `proprio_projector.fc1/fc2` when
+proprio is used (OFT's separate `proprio_projector--*_checkpoint.pt` is read as well).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from vlarl_fast.policy.action_tokenizer import validate_statistics
+from vlarl_fast.policy.config import (DINOV2_TIMM_ID, SIGLIP_TIMM_ID, OpenVLAOFTConfig, TextConfig, ViTConfig)
+from vlarl_fast.policy.model import OpenVLAOFT
+from vlarl_fast.policy.tokenizer import PromptTokenizer
+
+INDEX_FILE = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"
+STATS_FILE = "dataset_statistics.json"
+_TEXT_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "rms_norm_eps", "rope_theta", "max_position_embeddings", "hidden_act")
+_KNOWN_TOWERS = {DINOV2_TIMM_ID: ViTConfig.dinov2_vit_large_reg4, SIGLIP_TIMM_ID: ViTConfig.siglip_so400m}
+_DTYPE_NAMES = {torch.bfloat16: "bfloat16", torch.float32: "float32", torch.float16: "float16"}
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint's tensors do not match the model built from its config."""
+
+
+def _listing(title: str, names: list[str], limit: int = 20) -> str:
+    shown = ", ".join(names[:limit])
+    more = f" ... and {len(names) - limit} more" if len(names) > limit else ""
+    return f"{title} ({len(names)}): {shown}{more}"
+
+
+# ---- config.json <-> OpenVLAOFTConfig ------------------------------------------------------------
+def config_to_hf_dict(config: OpenVLAOFTConfig, norm_stats: Mapping[str, Any], dtype: torch.dtype) -> dict:
+    towers = config.vision
+    official = all(t.timm_id in _KNOWN_TOWERS and t == _KNOWN_TOWERS[t.timm_id](t.image_size) for t in towers)
+    text = {f: getattr(config.text, f) for f in _TEXT_FIELDS}
+    text.update(model_type="llama", pad_token_id=config.pad_token_id, torch_dtype=_DTYPE_NAMES.get(dtype, "float32"))
+    out = {
+        "architectures": ["OpenVLAForActionPrediction"],
+        "auto_map": {
+            "AutoConfig": "configuration_prismatic.OpenVLAConfig",
+            "AutoModelForVision2Seq": "modeling_prismatic.OpenVLAForActionPrediction",
+        },
+        "model_type": "openvla",
+        "vision_backbone_id": config.vision_backbone_id,
+        "llm_backbone_id": config.llm_backbone_id,
+        "hf_llm_id": "meta-llama/Llama-2-7b-hf",
+        "arch_specifier": "no-align+fused-gelu-mlp",
+        "use_fused_vision_backbone": True,
+        "image_resize_strategy": "resize-naive",
+        "image_sizes": [t.image_size for t in towers],
+        "timm_model_ids": [t.timm_id for t in towers],
+        "timm_override_act_layers": [None, None],
+        "llm_max_length": 2048,
+        "n_action_bins": config.n_action_bins,
+        "pad_to_multiple_of": config.pad_to_multiple_of,
+        "pad_token_id": config.pad_token_id,
+        "norm_stats": dict(norm_stats),
+        "output_projector_states": False,
+        "text_config": text,
+        "torch_dtype": _DTYPE_NAMES.get(dtype, "float32"),
+        "use_proprio": config.use_proprio,
+        "proprio_dim": config.proprio_dim,
+        "num_images_in_input": config.num_images,
+        "vlarl_fast": {
+            "chunk_len": config.chunk_len, "action_dim": config.action_dim, "bos_token_id": config.bos_token_id,
+            "stop_token_id": config.stop_token_id, "empty_token_id": config.empty_token_id,
+            "rotate_180": config.rotate_180, "center_crop": config.center_crop, "crop_scale": config.crop_scale,
+            "resize_mode": config.resize_mode, "gripper_mode": config.gripper_mode,
+        },
+    }
+    if not official:
+        out["vlarl_fast"]["vision_towers"] = [dict(t.__dict__) for t in towers]
+    return out
+
+
+def config_from_hf_dict(d: Mapping[str, Any], *, num_images: int | None = None, use_proprio: bool | None = None) -> OpenVLAOFTConfig:
+    extra = dict(d.get("vlarl_fast", {}))
+    tower_dicts = extra.pop("vision_towers", None)
+    if tower_dicts is not None:
+        towers = tuple(ViTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in t.items()}) for t in tower_dicts)
+    else:
+        ids = list(d.get("timm_model_ids", []))
+        sizes = list(d.get("image_sizes", [224] * len(ids)))
+        unknown = [i for i in ids if i not in _KNOWN_TOWERS]
+        if len(ids) != 2 or unknown:
+            raise ValueError(
+                f"config.json timm_model_ids: expected the fused pair {[DINOV2_TIMM_ID, SIGLIP_TIMM_ID]}, got {ids}"
+            )
+        towers = tuple(_KNOWN_TOWERS[i](s) for i, s in zip(ids, sizes))
+    text_in = dict(d.get("text_config", {}))
+    text = TextConfig(**{f: text_in[f] for f in _TEXT_FIELDS if f in text_in})
+    kwargs = dict(
+        vision=towers, text=text,
+        num_images=num_images if num_images is not None else int(d.get("num_images_in_input", 1)),
+        use_proprio=use_proprio if use_proprio is not None else bool(d.get("use_proprio", False)),
+        proprio_dim=int(d.get("proprio_dim", 8)),
+        n_action_bins=int(d.get("n_action_bins", 256)),
+        pad_to_multiple_of=int(d.get("pad_to_multiple_of", 64)),
+        pad_token_id=int(d.get("pad_token_id", 32000)),
+        vision_backbone_id=d.get("vision_backbone_id", "dinosiglip-vit-so-224px"),
+        llm_backbone_id=d.get("llm_backbone_id", "llama2-7b-pure"),
+    )
+    kwargs.update(extra)
+    return OpenVLAOFTConfig(**kwargs)
+
+
+# ---- tensors -------------------------------------------------------------------------------------
+def _shard_plan(state: Mapping[str, torch.Tensor], max_shard_size: int) -> list[list[str]]:
+    shards: list[list[str]] = [[]]
+    size = 0
+    for name, tensor in state.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > max_shard_size:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += nbytes
+    return shards
+
+
+def _parse_size(size: int | str) -> int:
+    if isinstance(size, int):
+        return size
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?B)\s*", size.upper())
+    if not match:
+        raise ValueError(f"max_shard_size must be bytes or like '5GB'/'200MB', got {size!r}")
+    return int(float(match.group(1)) * {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9}[match.group(2)])
+
+
+def save_pretrained(model: OpenVLAOFT, directory: str | Path, stats: Mapping[str, Any] | None = None,
+                    tokenizer: PromptTokenizer | None = None, *, max_shard_size: int | str = "5GB") -> Path:
+    """Write `model` in the official OpenVLA(-OFT) HF layout (see module docstring)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stats = dict(model.norm_stats if stats is None else stats)
+    tokenizer = model.tokenizer if tokenizer is None else tokenizer
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    plan = _shard_plan(state, _parse_size(max_shard_size))
+    for stale in list(directory.glob("model*.safetensors")) + [directory / INDEX_FILE]:
+        stale.unlink(missing_ok=True)
+    if len(plan) == 1:
+        save_file(state, str(directory / SINGLE_FILE), metadata={"format": "pt"})
+    else:
+        weight_map = {}
+        for i, names in enumerate(plan, start=1):
+            filename = f"model-{i:05d}-of-{len(plan):05d}.safetensors"
+            save_file({n: state[n] for n in names}, str(directory / filename), metadata={"format": "pt"})
+            weight_map.update({n: filename for n in names})
+        total = sum(t.numel() * t.element_size() for t in state.values())
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (directory / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True))
+    (directory / "config.json").write_text(json.dumps(config_to_hf_dict(model.config, stats, model.dtype), indent=2))
+    (directory / STATS_FILE).write_text(json.dumps(stats, indent=2))
+    towers = model.config.vision
+    preprocessor = {
+        "auto_map": {"AutoImageProcessor": "processing_prismatic.PrismaticImageProcessor",
+                     "AutoProcessor": "processing_prismatic.PrismaticProcessor"},
+        "image_processor_type": "PrismaticImageProcessor",
+        "processor_class": "PrismaticProcessor",
+        "image_resize_strategy": "resize-naive",
+        "input_sizes": [[3, t.image_size, t.image_size] for t in towers],
+        "interpolations": ["bicubic", "bicubic"],
+        "means": [list(t.mean) for t in towers],
+        "stds": [list(t.std) for t in towers],
+        "timm_model_ids": [t.timm_id for t in towers],
+        "timm_override_act_layers": [None, None],
+        "use_fused_vision_backbone": True,
+    }
+    (directory / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    if tokenizer is not None:
+        tokenizer.save(directory)
+    return directory
+
+
+def _tensor_files(directory: Path) -> dict[str, str]:
+    """name -> shard filename."""
+    from safetensors import safe_open
+
+    if (directory / INDEX_FILE).is_file():
+        index = json.loads((directory / INDEX_FILE).read_text())
+        if "weight_map" not in index:
+            raise ValueError(f"{directory / INDEX_FILE}: missing 'weight_map'")
+        missing_files = sorted({f for f in index["weight_map"].values() if not (directory / f).is_file()})
+        if missing_files:
+            raise FileNotFoundError(f"{directory}: index names shard files that do not exist: {missing_files}")
+        return dict(index["weight_map"])
+    if (directory / SINGLE_FILE).is_file():
+        with safe_open(str(directory / SINGLE_FILE), framework="pt") as f:
+            return {k: SINGLE_FILE for k in f.keys()}
+    raise FileNotFoundError(f"{directory}: expected {INDEX_FILE} or {SINGLE_FILE}; found {sorted(p.name for p in directory.iterdir())}")
+
+
+def _read_oft_proprio_projector(directory: Path) -> dict[str, torch.Tensor]:
+    files = sorted(directory.glob("proprio_projector--*_checkpoint.pt"))
+    if not files:
+        return {}
+    raw = torch.load(files[-1], map_location="cpu", weights_only=True)
+    return {"proprio_projector." + k.removeprefix("module."): v for k, v in raw.items()}
+
+
+def load_pretrained(directory: str | Path, *, dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu",
+                    num_images: int | None = None, use_proprio: bool | None = None,
+                    attn_implementation: str = "sdpa") -> OpenVLAOFT:
+    """Build the model from `config.json` and load its tensors; every mismatch is an error listing names."""
+    from safetensors import safe_open
+
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise FileNotFoundError(f"{directory}: no config.json")
+    hf = json.loads((directory / "config.json").read_text())
+    config = config_from_hf_dict(hf, num_images=num_images, use_proprio=use_proprio)
+    stats = json.loads((directory / STATS_FILE).read_text()) if (directory / STATS_FILE).is_file() else hf.get("norm_stats") or {}
+    validate_statistics(stats, config.action_dim)
+    tokenizer = None
+    if (directory / "tokenizer.json").is_file():
+        tokenizer = PromptTokenizer.from_dir(directory, bos_token_id=config.bos_token_id,
+                                             empty_token_id=config.empty_token_id, pad_token_id=config.pad_token_id)
+
+    with torch.device("meta"):
+        model = OpenVLAOFT(config, tokenizer=tokenizer, norm_stats=stats, attn_implementation=attn_implementation)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    files = _tensor_files(directory)
+    extra_tensors = _read_oft_proprio_projector(directory) if config.use_proprio else {}
+    present = set(files) | set(extra_tensors)
+    missing = sorted(set(expected) - present)
+    unexpected = sorted(present - set(expected))
+    shapes: dict[str, tuple] = {}
+    by_file: dict[str, list[str]] = {}
+    for name, filename in files.items():
+        by_file.setdefault(filename, []).append(name)
+    for filename, names in by_file.items():
+        with safe_open(str(directory / filename), framework="pt") as f:
+            for name in names:
+                shapes[name] = tuple(f.get_slice(name).get_shape())
+    shapes.update({k: tuple(v.shape) for k, v in extra_tensors.items()})
+    wrong = sorted(n for n in set(expected) & present if shapes[n] != expected[n])
+    if missing or unexpected or wrong:
+        parts = [f"checkpoint {directory} does not match the model built from its config.json"]
+        if missing:
+            parts.append(_listing("missing keys", missing))
+        if unexpected:
+            parts.append(_listing("unexpected keys", unexpected))
+        if wrong:
+            parts.append(_listing("shape mismatches", [f"{n}: checkpoint {shapes[n]} vs model {expected[n]}" for n in wrong]))
+        raise CheckpointMismatchError("\n  ".join(parts))
+
+    state: dict[str, torch.Tensor] = {}
+    for filename, names in by_file.items():
+        with safe_open(str(directory / filename), framework="pt", device="cpu") as f:
+            for name in names:
+                state[name] = f.get_tensor(name).to(device=device, dtype=dtype)
+    state.update({k: v.to(device=device, dtype=dtype) for k, v in extra_tensors.items()})
+    model.load_state_dict(state, strict=True, assign=True)
+    _materialise_buffers(model, device)
+    return model.eval()
+
+
+def _materialise_buffers(model: OpenVLAOFT, device) -> None:
+    """Non-persistent buffers (Llama's rotary inv_freq) are not in checkpoints: rebuild them."""
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    lm = model.language_model.model
+    lm.rotary_emb = LlamaRotaryEmbedding(config=lm.config).to(device)
+    leftover = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if leftover:
+        raise CheckpointMismatchError(_listing("tensors left uninitialised after loading", leftover))

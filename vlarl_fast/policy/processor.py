@@ -1,0 +1,180 @@
+"""Batched, on-device observation preprocessing and prompt tokenisation (OpenVLA-OFT LIBERO pipeline).
+
+Per image (all steps batched over `[B, num_images]`, no per-sample Python loop):
+1. `rotate_180`: LIBERO renders are upside down; OFT's `get_libero_image` takes `img[::-1, ::-1]`.
+   Set `rotate_180=False` in the config when frames arrive already upright.
+2. Resize to the model resolution (224) when the frame is not already that size, then round to uint8
+   levels. OFT does this with TF (JPEG round-trip + lanczos3 with antialias); TF is not available on
+   the device path, so an antialiased bicubic resize is used instead (`resize_mode`). Frames already
+   at the model resolution (SimpleVLA-RL renders 256 and resizes to 224 once) skip this step.
+3. `center_crop`: OFT's `crop_and_resize` with `crop_scale=0.9`: a centred box of side sqrt(0.9)
+   resampled back to full size with `tf.image.crop_and_resize` bilinear semantics
+   (`in = y1 (H-1) + i (y2-y1)(H-1)/(S-1)`), then `convert_image_dtype(..., uint8, saturate=True)`,
+   i.e. `floor(clip(v, 0, 1) * 255.5)`.
+4. Per-tower normalisation (`(v/255 - mean) / std`, DINOv2 ImageNet stats for channels 0..2, SigLIP
+   0.5/0.5 for channels 3..5); the processor's own bicubic resize is a no-op at 224 px.
+
+Prompt ids are left-padded with the pad id (`PromptBatch`); BOS is not part of them: the model
+places BOS at sequence position 0, then the vision tokens, then the prompt.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vlarl_fast.policy.action_tokenizer import normalise_proprio
+from vlarl_fast.policy.config import OpenVLAOFTConfig
+from vlarl_fast.policy.tokenizer import PromptTokenizer
+
+
+@dataclass
+class PromptBatch:
+    """Left-padded prompt bodies (text after BOS, ending with the empty token)."""
+
+    input_ids: torch.Tensor  # [B, T] int64, pad id on the left
+    attention_mask: torch.Tensor  # [B, T] bool
+
+    def to(self, device) -> "PromptBatch":
+        return PromptBatch(self.input_ids.to(device), self.attention_mask.to(device))
+
+
+@dataclass
+class Observation:
+    """Everything the LM forward needs; cheap to rebuild from the raw uint8 frames."""
+
+    pixel_values: torch.Tensor  # [B, num_images, 6, S, S]
+    prompt: PromptBatch
+    proprio: torch.Tensor | None  # [B, proprio_dim], normalised, or None
+
+
+def as_uint8_frames(images: Any, num_images: int, device: torch.device | str) -> torch.Tensor:
+    """Validate `[B, num_images, H, W, 3]` uint8 frames (numpy or torch) and move them to `device`."""
+    frames = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    if not isinstance(frames, torch.Tensor):
+        raise TypeError(f"images must be a numpy array or torch tensor, got {type(images).__name__}")
+    if frames.dtype != torch.uint8:
+        raise TypeError(f"images must be uint8 frames, got dtype {frames.dtype}")
+    if frames.dim() != 5 or frames.shape[1] != num_images or frames.shape[-1] != 3:
+        raise ValueError(f"images must be [B, {num_images}, H, W, 3], got {tuple(frames.shape)}")
+    return frames.to(device, non_blocking=True)
+
+
+def crop_box(crop_scale: float) -> tuple[float, float]:
+    """(offset, extent) of OFT's centred crop box in normalised coordinates (float32, as TF computes it)."""
+    side = np.float32(min(max(math.sqrt(crop_scale), 0.0), 1.0))
+    offset = (np.float32(1.0) - side) / np.float32(2.0)
+    return float(offset), float(side)
+
+
+def _crop_axis(size: int, out: int, crop_scale: float, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Low/high sample indices and lerp weights of `tf.image.crop_and_resize` along one axis."""
+    offset, side = crop_box(crop_scale)
+    y1 = torch.tensor(offset, dtype=torch.float32, device=device)
+    y2 = torch.tensor(offset + side, dtype=torch.float32, device=device)
+    scale = (y2 - y1) * (size - 1) / (out - 1)
+    coord = y1 * (size - 1) + torch.arange(out, device=device, dtype=torch.float32) * scale
+    low = coord.floor()
+    high = coord.ceil()
+    return low.long().clamp(0, size - 1), high.long().clamp(0, size - 1), coord - low
+
+
+def center_crop_resize(x: torch.Tensor, crop_scale: float) -> torch.Tensor:
+    """`x`: float32 `[N, 3, H, W]` in [0, 1]; returns the TF bilinear crop-and-resize to the same size."""
+    _, _, h, w = x.shape
+    top, bottom, wy = _crop_axis(h, h, crop_scale, x.device)
+    left, right, wx = _crop_axis(w, w, crop_scale, x.device)
+    rows_top = x.index_select(2, top)
+    rows_bottom = x.index_select(2, bottom)
+    tl, tr = rows_top.index_select(3, left), rows_top.index_select(3, right)
+    bl, br = rows_bottom.index_select(3, left), rows_bottom.index_select(3, right)
+    upper = tl + (tr - tl) * wx
+    lower = bl + (br - bl) * wx
+    return upper + (lower - upper) * wy[:, None]
+
+
+class OpenVLAProcessor:
+    def __init__(self, config: OpenVLAOFTConfig, tokenizer: PromptTokenizer | None):
+        self.config = config
+        self.tokenizer = tokenizer
+        towers = config.vision
+        self._mean = tuple(towers[0].mean) + tuple(towers[1].mean)
+        self._std = tuple(towers[0].std) + tuple(towers[1].std)
+
+    def pixel_values(self, images: Any, device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """uint8 frames `[B, n, H, W, 3]` -> normalised fused pixels `[B, n, 6, S, S]` on `device`."""
+        cfg = self.config
+        frames = as_uint8_frames(images, cfg.num_images, device)
+        b, n, h, w, _ = frames.shape
+        size = cfg.image_size
+        x = frames.reshape(b * n, h, w, 3).permute(0, 3, 1, 2).float()
+        if cfg.rotate_180:
+            x = x.flip(-2, -1)
+        if (h, w) != (size, size):
+            x = F.interpolate(x, size=(size, size), mode=cfg.resize_mode, align_corners=False, antialias=True)
+            x = x.round().clamp(0.0, 255.0)
+        x = x / 255.0
+        if cfg.center_crop:
+            x = center_crop_resize(x, cfg.crop_scale)
+            x = torch.floor(x.clamp(0.0, 1.0) * 255.5).clamp(max=255.0) / 255.0
+        x = x.repeat(1, 2, 1, 1)
+        mean = torch.tensor(self._mean, dtype=torch.float32, device=x.device)[:, None, None]
+        std = torch.tensor(self._std, dtype=torch.float32, device=x.device)[:, None, None]
+        x = (x - mean) / std
+        return x.reshape(b, n, 6, size, size).to(dtype)
+
+    def prompts(self, instructions: Sequence[str], device) -> PromptBatch:
+        if self.tokenizer is None:
+            raise ValueError("instructions: this model has no tokenizer; pass a PromptBatch or attach one (OpenVLAOFT(..., tokenizer=...))")
+        bodies = self.tokenizer.encode_prompt_bodies(instructions)
+        length = max(len(ids) for ids in bodies)
+        ids = np.full((len(bodies), length), self.config.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(bodies), length), dtype=bool)
+        for row, body in enumerate(bodies):  # host-side list -> array packing, not tensor work
+            ids[row, length - len(body) :] = body
+            mask[row, length - len(body) :] = True
+        return PromptBatch(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
+
+    def proprio(self, proprio: Any, proprio_stats: Mapping[str, Any] | None, device, dtype) -> torch.Tensor:
+        p = torch.as_tensor(np.asarray(proprio) if not isinstance(proprio, torch.Tensor) else proprio).to(device)
+        if p.dim() != 2 or p.shape[1] != self.config.proprio_dim:
+            raise ValueError(f"proprio must be [B, {self.config.proprio_dim}], got {tuple(p.shape)}")
+        p = p.float()
+        if proprio_stats is not None:
+            p = normalise_proprio(p, proprio_stats)
+        return p.to(dtype)
+
+    def __call__(
+        self,
+        images: Any,
+        prompt: Sequence[str] | PromptBatch,
+        proprio: Any = None,
+        *,
+        proprio_stats: Mapping[str, Any] | None = None,
+        device="cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> Observation:
+        if isinstance(images, torch.Tensor) and images.is_floating_point():
+            expected = (self.config.num_images, 6, self.config.image_size, self.config.image_size)
+            if images.dim() != 5 or tuple(images.shape[1:]) != expected:
+                raise ValueError(f"preprocessed images must be [B, {', '.join(map(str, expected))}], got {tuple(images.shape)}")
+            pixels = images.to(device=device, dtype=dtype)
+        else:
+            pixels = self.pixel_values(images, device, dtype)
+        prompts = prompt.to(device) if isinstance(prompt, PromptBatch) else self.prompts(prompt, device)
+        if prompts.input_ids.shape[0] != pixels.shape[0]:
+            raise ValueError(f"batch sizes differ: {pixels.shape[0]} images vs {prompts.input_ids.shape[0]} prompts")
+        if self.config.use_proprio:
+            if proprio is None:
+                raise ValueError("proprio: this model was built with use_proprio=True, so proprio [B, proprio_dim] is required")
+            state = self.proprio(proprio, proprio_stats, device, dtype)
+        else:
+            if proprio is not None:
+                raise ValueError("proprio: this model was built with use_proprio=False; pass proprio=None")
+            state = None
+        return Observation(pixels, prompts, state)
