@@ -3,10 +3,10 @@ the label bin and entropy, never materialising the full-vocabulary logits.
 
 Maths, per token t (bins b = 0..N-1, N = bin_end - bin_start, tau = temperature, s = 1/tau):
     z_tb   = s * sum_k h_tk W[bin_start + b, k]                      fp32 accumulation
-    m_t    = max_b z_tb,  S_t = sum_b exp(z_tb - m_t),  lse_t = m_t + log S_t
-    p_tb   = exp(z_tb - lse_t)
-    logp_t = z_t,label - lse_t
-    H_t    = log S_t - sum_b p_tb (z_tb - m_t)        (both terms >= 0: no cancellation)
+    m_t    = max_b z_tb,  S_t = sum_b exp(z_tb - m_t)
+    log p_tb = (z_tb - m_t) - log S_t                 (never z - lse: z reaches 1e10 when the
+                                                       temperature is tiny and fp32 keeps no digit)
+    logp_t = log p_t,label,   H_t = -sum_b p_tb log p_tb
 Gradient, with upstream g_t = dL/dlogp_t and e_t = dL/dH_t:
     dL/dz_tb = g_t (1[b = label_t] - p_tb) - e_t p_tb (log p_tb + H_t)
     G_tb     = s * dL/dz_tb
@@ -15,10 +15,10 @@ Gradient, with upstream g_t = dL/dlogp_t and e_t = dL/dH_t:
 Kernels:
     forward  : one program per BLOCK_T tokens; z tile [BLOCK_T, BLOCK_N] accumulated over the
                hidden dim in BLOCK_K chunks; saves z (fp32 [T, N], 1/8 of a bf16 hidden for
-               H=4096, N=256) and lse when a backward will follow.
-    backward : (a) per token tile: G from the saved z, stored over z in place, then dL/dh = G W;
+               H=4096, N=256) when a backward will follow.
+    backward : (a) per token tile: softmax and G recomputed from the saved z, G stored to an
+                   fp32 [T, N] buffer (z survives: retain_graph works), then dL/dh = G W;
                (b) per hidden-dim tile: dL/dW_bins = G^T h, a deterministic loop over tokens.
-               G lives in its own fp32 [T, N] buffer, so z survives (retain_graph works).
 bf16 inputs are converted to fp32 right after each load (the interpreter and the GPU then do
 the same arithmetic); on a GPU the forward dot runs on the bf16 operands instead, whose products
 are exact in fp32, so only the summation order differs. Backward dots are fp32 ("ieee").
@@ -43,27 +43,32 @@ MAX_TRITON_BINS = 1024
 if HAS_TRITON:
 
     @triton.jit
-    def _binned_forward(z, col_ok, cols, labels):
-        """z [BT, BN] scaled logits (any value at invalid columns) -> logp, entropy, lse [BT]."""
+    def _binned_log_softmax(z, col_ok):
+        """z [BT, BN] scaled logits -> (log p [BT, BN] with 0 at invalid columns, p).
+        Computed as (z - m) - log S, never as z - lse: for scaled logits near 1e10 (tiny
+        temperatures) z - lse loses every digit in fp32."""
         z = tl.where(col_ok, z, float("-inf"))
         m = tl.max(z, 1)
         shifted = tl.where(col_ok, z - m[:, None], 0.0)
         e = tl.where(col_ok, tl.exp(shifted), 0.0)
         s = tl.sum(e, 1)
-        log_s = tl.log(s)
-        lse = m + log_s
-        z_label = tl.sum(tl.where(cols[None, :] == labels[:, None], z, 0.0), 1)
-        logp = z_label - lse
+        log_p = tl.where(col_ok, shifted - tl.log(s)[:, None], 0.0)
         p = e / s[:, None]
-        entropy = log_s - tl.sum(p * shifted, 1)
-        return logp, entropy, lse
+        return log_p, p
 
     @triton.jit
-    def _binned_backward(z, lse, col_ok, cols, labels, g_logp, g_ent, inv_temperature,
+    def _binned_forward(z, col_ok, cols, labels):
+        """z [BT, BN] scaled logits (any value at invalid columns) -> logp, entropy [BT]."""
+        log_p, p = _binned_log_softmax(z, col_ok)
+        logp = tl.sum(tl.where(cols[None, :] == labels[:, None], log_p, 0.0), 1)
+        entropy = -tl.sum(p * log_p, 1)
+        return logp, entropy
+
+    @triton.jit
+    def _binned_backward(z, col_ok, cols, labels, g_logp, g_ent, inv_temperature,
                          HAS_GRAD_ENTROPY: tl.constexpr):
         """dL/d(raw logit) [BT, BN] for the scaled logits z; zero at invalid columns."""
-        log_p = tl.where(col_ok, z - lse[:, None], 0.0)
-        p = tl.where(col_ok, tl.exp(log_p), 0.0)
+        log_p, p = _binned_log_softmax(z, col_ok)
         onehot = tl.where(cols[None, :] == labels[:, None], 1.0, 0.0)
         dz = g_logp[:, None] * (onehot - p)
         if HAS_GRAD_ENTROPY:
@@ -74,7 +79,7 @@ if HAS_TRITON:
     @triton.jit
     def _action_logprob_fwd_kernel(
         h_ptr, stride_h, w_ptr, stride_w, labels_ptr,
-        logp_ptr, entropy_ptr, lse_ptr, z_ptr,
+        logp_ptr, entropy_ptr, z_ptr,
         n_tokens, hidden_size, n_bins, inv_temperature,
         BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
         DOT_BF16: tl.constexpr, SAVE_Z: tl.constexpr,
@@ -99,17 +104,16 @@ if HAS_TRITON:
         z = acc * inv_temperature
         labels = tl.load(labels_ptr + rows, mask=row_ok, other=-1).to(tl.int32)
         col_ok = col_ok1[None, :]
-        logp, entropy, lse = _binned_forward(z, col_ok, cols, labels)
+        logp, entropy = _binned_forward(z, col_ok, cols, labels)
         tl.store(logp_ptr + rows, logp, mask=row_ok)
         tl.store(entropy_ptr + rows, entropy, mask=row_ok)
         if SAVE_Z:
-            tl.store(lse_ptr + rows, lse, mask=row_ok)
             tl.store(z_ptr + rows[:, None].to(tl.int64) * n_bins + cols[None, :], z,
                      mask=row_ok[:, None] & col_ok)
 
     @triton.jit
     def _action_logprob_bwd_kernel(
-        z_ptr, dz_ptr, lse_ptr, labels_ptr, g_logp_ptr, g_ent_ptr,
+        z_ptr, dz_ptr, labels_ptr, g_logp_ptr, g_ent_ptr,
         w_ptr, stride_w, grad_h_ptr,
         n_tokens, hidden_size, n_bins, inv_temperature,
         BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -123,14 +127,13 @@ if HAS_TRITON:
         tile_offsets = rows[:, None].to(tl.int64) * n_bins + cols[None, :]
         tile_ok = row_ok[:, None] & col_ok
         z = tl.load(z_ptr + tile_offsets, mask=tile_ok, other=0.0)
-        lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0)
         labels = tl.load(labels_ptr + rows, mask=row_ok, other=-1).to(tl.int32)
         g_logp = tl.load(g_logp_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
         if HAS_GRAD_ENTROPY:
             g_ent = tl.load(g_ent_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
         else:
             g_ent = g_logp
-        dz = _binned_backward(z, lse, col_ok, cols, labels, g_logp, g_ent, inv_temperature,
+        dz = _binned_backward(z, col_ok, cols, labels, g_logp, g_ent, inv_temperature,
                               HAS_GRAD_ENTROPY)
         dz = tl.where(row_ok[:, None], dz, 0.0)
         tl.store(dz_ptr + tile_offsets, dz, mask=tile_ok)  # read by the weight kernel
@@ -170,7 +173,7 @@ if HAS_TRITON:
 
     @triton.jit
     def _action_logprob_from_logits_fwd_kernel(
-        logits_ptr, stride_l, labels_ptr, logp_ptr, entropy_ptr, lse_ptr,
+        logits_ptr, stride_l, labels_ptr, logp_ptr, entropy_ptr,
         n_tokens, n_bins, inv_temperature,
         BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
     ):
@@ -181,14 +184,13 @@ if HAS_TRITON:
         x = tl.load(logits_ptr + rows[:, None].to(tl.int64) * stride_l + cols[None, :],
                     mask=row_ok[:, None] & col_ok, other=0.0).to(tl.float32)
         labels = tl.load(labels_ptr + rows, mask=row_ok, other=-1).to(tl.int32)
-        logp, entropy, lse = _binned_forward(x * inv_temperature, col_ok, cols, labels)
+        logp, entropy = _binned_forward(x * inv_temperature, col_ok, cols, labels)
         tl.store(logp_ptr + rows, logp, mask=row_ok)
         tl.store(entropy_ptr + rows, entropy, mask=row_ok)
-        tl.store(lse_ptr + rows, lse, mask=row_ok)
 
     @triton.jit
     def _action_logprob_from_logits_bwd_kernel(
-        logits_ptr, stride_l, lse_ptr, labels_ptr, g_logp_ptr, g_ent_ptr, grad_ptr,
+        logits_ptr, stride_l, labels_ptr, g_logp_ptr, g_ent_ptr, grad_ptr,
         n_tokens, n_bins, inv_temperature,
         BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, HAS_GRAD_ENTROPY: tl.constexpr,
     ):
@@ -199,14 +201,13 @@ if HAS_TRITON:
         tile_ok = row_ok[:, None] & col_ok
         x = tl.load(logits_ptr + rows[:, None].to(tl.int64) * stride_l + cols[None, :],
                     mask=tile_ok, other=0.0).to(tl.float32)
-        lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0)
         labels = tl.load(labels_ptr + rows, mask=row_ok, other=-1).to(tl.int32)
         g_logp = tl.load(g_logp_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
         if HAS_GRAD_ENTROPY:
             g_ent = tl.load(g_ent_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
         else:
             g_ent = g_logp
-        dz = _binned_backward(x * inv_temperature, lse, col_ok, cols, labels, g_logp, g_ent,
+        dz = _binned_backward(x * inv_temperature, col_ok, cols, labels, g_logp, g_ent,
                               inv_temperature, HAS_GRAD_ENTROPY)
         tl.store(grad_ptr + rows[:, None].to(tl.int64) * n_bins + cols[None, :], dz, mask=tile_ok)
 
@@ -215,25 +216,29 @@ def _tiles(n_tokens: int, n_bins: int, hidden_size: int) -> dict:
     block_n = next_pow2(n_bins)
     if interpreting():  # ~1 ms per program: few, large tiles
         return dict(BLOCK_T=min(next_pow2(n_tokens), 64), BLOCK_N=block_n,
-                    BLOCK_K=min(next_pow2(hidden_size), 256), num_warps=4)
-    block_t = 32 if block_n <= 256 else 16
-    return dict(BLOCK_T=block_t, BLOCK_N=block_n, BLOCK_K=32 if block_n > 256 else 64,
-                num_warps=8)
+                    BLOCK_K=min(next_pow2(hidden_size), 256), W_BLOCK_K=min(next_pow2(hidden_size), 256),
+                    num_warps=4)
+    return dict(BLOCK_T=32 if block_n <= 256 else 16, BLOCK_N=block_n,
+                BLOCK_K=64 if block_n <= 256 else 32, W_BLOCK_K=32, num_warps=8)
 
 
 def _row_major(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
+def _zeros_if_none(g, like):
+    return torch.zeros_like(like) if g is None else g.contiguous()
+
+
 def action_logprob_fwd_triton(hidden, w_bins, labels, temperature, save_for_backward):
-    """hidden [T, H], w_bins [N, H] -> logp, entropy [T] fp32, and (lse, z) when saving."""
+    """hidden [T, H], w_bins [N, H] -> logp, entropy [T] fp32 and, when saving for the
+    backward, the scaled logits z fp32 [T, N] (else None)."""
     n_tokens, hidden_size = hidden.shape
     n_bins = w_bins.shape[0]
     cfg = _tiles(n_tokens, n_bins, hidden_size)
     dev = hidden.device
     logp = torch.empty(n_tokens, dtype=torch.float32, device=dev)
     entropy = torch.empty(n_tokens, dtype=torch.float32, device=dev)
-    lse = torch.empty(n_tokens if save_for_backward else 1, dtype=torch.float32, device=dev)
     z = torch.empty((n_tokens, n_bins) if save_for_backward else (1,), dtype=torch.float32,
                     device=dev)
     dot_bf16 = (hidden.dtype == torch.bfloat16 and w_bins.dtype == torch.bfloat16
@@ -242,13 +247,13 @@ def action_logprob_fwd_triton(hidden, w_bins, labels, temperature, save_for_back
         grid = (triton.cdiv(n_tokens, cfg["BLOCK_T"]),)
         _action_logprob_fwd_kernel[grid](
             hidden, hidden.stride(0), w_bins, w_bins.stride(0), labels,
-            logp, entropy, lse, z, n_tokens, hidden_size, n_bins, 1.0 / temperature,
+            logp, entropy, z, n_tokens, hidden_size, n_bins, 1.0 / temperature,
             BLOCK_T=cfg["BLOCK_T"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
             DOT_BF16=dot_bf16, SAVE_Z=save_for_backward, num_warps=cfg["num_warps"])
-    return logp, entropy, lse, z
+    return logp, entropy, (z if save_for_backward else None)
 
 
-def action_logprob_bwd_triton(hidden, w_bins, labels, temperature, lse, z, g_logp, g_ent,
+def action_logprob_bwd_triton(hidden, w_bins, labels, temperature, z, g_logp, g_ent,
                               need_grad_h, need_grad_w):
     """Returns (grad_hidden fp32 [T, H] or None, grad_w_bins fp32 [N, H] or None)."""
     n_tokens, hidden_size = hidden.shape
@@ -257,54 +262,87 @@ def action_logprob_bwd_triton(hidden, w_bins, labels, temperature, lse, z, g_log
     dev = hidden.device
     grad_h = torch.empty((n_tokens, hidden_size) if need_grad_h else (1,), dtype=torch.float32,
                          device=dev)
-    grad_w = None
     dz = torch.empty((n_tokens, n_bins), dtype=torch.float32, device=dev)
     if n_tokens:
         grid = (triton.cdiv(n_tokens, cfg["BLOCK_T"]),)
         _action_logprob_bwd_kernel[grid](
-            z, dz, lse, labels, g_logp, g_ent if g_ent is not None else g_logp,
+            z, dz, labels, g_logp, g_ent if g_ent is not None else g_logp,
             w_bins, w_bins.stride(0), grad_h, n_tokens, hidden_size, n_bins, 1.0 / temperature,
             BLOCK_T=cfg["BLOCK_T"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
             HAS_GRAD_ENTROPY=g_ent is not None, COMPUTE_GRAD_H=need_grad_h,
             num_warps=cfg["num_warps"])
+    grad_w = None
     if need_grad_w:
         grad_w = torch.empty((n_bins, hidden_size), dtype=torch.float32, device=dev)
-        wk = 32 if not interpreting() else cfg["BLOCK_K"]
-        grid = (triton.cdiv(hidden_size, wk),)
+        grid = (triton.cdiv(hidden_size, cfg["W_BLOCK_K"]),)
         _action_logprob_bwd_weight_kernel[grid](
             dz, hidden, hidden.stride(0), grad_w, n_tokens, hidden_size, n_bins,
-            BLOCK_T=cfg["BLOCK_T"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=wk,
+            BLOCK_T=cfg["BLOCK_T"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["W_BLOCK_K"],
             num_warps=cfg["num_warps"])
     return (grad_h if need_grad_h else None), grad_w
 
 
+def action_logprob_from_logits_fwd_triton(logits, labels, temperature, bin_start, bin_end):
+    """logits [T, V] -> logp, entropy [T] fp32 over logits[:, bin_start:bin_end]."""
+    n_tokens = logits.shape[0]
+    n_bins = bin_end - bin_start
+    dev = logits.device
+    logp = torch.empty(n_tokens, dtype=torch.float32, device=dev)
+    entropy = torch.empty(n_tokens, dtype=torch.float32, device=dev)
+    if n_tokens:
+        cfg = _tiles(n_tokens, n_bins, 1)
+        bins = logits[:, bin_start:bin_end]
+        _action_logprob_from_logits_fwd_kernel[(triton.cdiv(n_tokens, cfg["BLOCK_T"]),)](
+            bins, bins.stride(0), labels, logp, entropy, n_tokens, n_bins, 1.0 / temperature,
+            BLOCK_T=cfg["BLOCK_T"], BLOCK_N=cfg["BLOCK_N"], num_warps=cfg["num_warps"])
+    return logp, entropy
+
+
+def action_logprob_from_logits_bwd_triton(logits, labels, temperature, bin_start, bin_end,
+                                          g_logp, g_ent):
+    """Returns dL/dlogits fp32 [T, N] for the bin columns."""
+    n_tokens = logits.shape[0]
+    n_bins = bin_end - bin_start
+    grad_bins = torch.empty((n_tokens, n_bins), dtype=torch.float32, device=logits.device)
+    if n_tokens:
+        cfg = _tiles(n_tokens, n_bins, 1)
+        bins = logits[:, bin_start:bin_end]
+        _action_logprob_from_logits_bwd_kernel[(triton.cdiv(n_tokens, cfg["BLOCK_T"]),)](
+            bins, bins.stride(0), labels, g_logp, g_logp if g_ent is None else g_ent, grad_bins,
+            n_tokens, n_bins, 1.0 / temperature, BLOCK_T=cfg["BLOCK_T"],
+            BLOCK_N=cfg["BLOCK_N"], HAS_GRAD_ENTROPY=g_ent is not None,
+            num_warps=cfg["num_warps"])
+    return grad_bins
+
+
 class ActionLogprobFunction(torch.autograd.Function):
-    """Triton autograd Function: (hidden [T, H], weight [V, H], labels [T]) -> (logp, entropy)."""
+    """Triton autograd Function: (hidden [T, H], weight [V, H], labels [T]) -> (logp, entropy).
+    Saves hidden, weight (references, as F.linear does) and z fp32 [T, N]."""
 
     @staticmethod
     def forward(ctx, hidden, weight, labels, temperature, bin_start, bin_end):
         w_bins = _row_major(weight[bin_start:bin_end])
-        logp, entropy, lse, z = action_logprob_fwd_triton(hidden, w_bins, labels, temperature,
-                                                          save_for_backward=True)
-        ctx.save_for_backward(hidden, weight, labels, lse, z)
+        logp, entropy, z = action_logprob_fwd_triton(hidden, w_bins, labels, temperature,
+                                                     save_for_backward=True)
+        ctx.save_for_backward(hidden, weight, labels, z)
         ctx.args = (temperature, bin_start, bin_end)
         return logp, entropy
 
     @staticmethod
     def backward(ctx, g_logp, g_ent):
-        hidden, weight, labels, lse, z = ctx.saved_tensors
+        hidden, weight, labels, z = ctx.saved_tensors
         temperature, bin_start, bin_end = ctx.args
-        if g_logp is None:
-            g_logp = torch.zeros_like(lse)
-        w_bins = _row_major(weight[bin_start:bin_end])
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_h, grad_w_bins = action_logprob_bwd_triton(
-            hidden, w_bins, labels, temperature, lse, z, g_logp.contiguous(), None if g_ent is None else g_ent.contiguous(), need_h, need_w)
+            hidden, _row_major(weight[bin_start:bin_end]), labels, temperature, z,
+            _zeros_if_none(g_logp, labels.to(torch.float32)),
+            None if g_ent is None else g_ent.contiguous(), need_h, need_w)
         grad_weight = None
         if need_w:
             grad_weight = torch.zeros_like(weight)
             grad_weight[bin_start:bin_end] = grad_w_bins.to(weight.dtype)
-        return (None if grad_h is None else grad_h.to(hidden.dtype)), grad_weight, None, None, None, None
+        grad_hidden = None if grad_h is None else grad_h.to(hidden.dtype)
+        return grad_hidden, grad_weight, None, None, None, None
 
 
 class ActionLogprobFromLogitsFunction(torch.autograd.Function):
@@ -312,50 +350,23 @@ class ActionLogprobFromLogitsFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, labels, temperature, bin_start, bin_end):
-        logp, entropy, lse = action_logprob_from_logits_fwd_triton(
-            logits, labels, temperature, bin_start, bin_end)
-        ctx.save_for_backward(logits, labels, lse)
+        logp, entropy = action_logprob_from_logits_fwd_triton(logits, labels, temperature,
+                                                              bin_start, bin_end)
+        ctx.save_for_backward(logits, labels)
         ctx.args = (temperature, bin_start, bin_end)
         return logp, entropy
 
     @staticmethod
     def backward(ctx, g_logp, g_ent):
-        logits, labels, lse = ctx.saved_tensors
+        logits, labels = ctx.saved_tensors
         temperature, bin_start, bin_end = ctx.args
-        if g_logp is None:
-            g_logp = torch.zeros_like(lse)
-        n_tokens = logits.shape[0]
-        n_bins = bin_end - bin_start
-        grad_bins = torch.empty((n_tokens, n_bins), dtype=torch.float32, device=logits.device)
-        if n_tokens:
-            cfg = _tiles(n_tokens, n_bins, 1)
-            bins = logits[:, bin_start:bin_end]
-            _action_logprob_from_logits_bwd_kernel[(triton.cdiv(n_tokens, cfg["BLOCK_T"]),)](
-                bins, bins.stride(0), lse, labels, g_logp.contiguous(),
-                g_logp if g_ent is None else g_ent.contiguous(), grad_bins,
-                n_tokens, n_bins, 1.0 / temperature,
-                BLOCK_T=cfg["BLOCK_T"], BLOCK_N=cfg["BLOCK_N"],
-                HAS_GRAD_ENTROPY=g_ent is not None, num_warps=cfg["num_warps"])
+        grad_bins = action_logprob_from_logits_bwd_triton(
+            logits, labels, temperature, bin_start, bin_end,
+            _zeros_if_none(g_logp, labels.to(torch.float32)),
+            None if g_ent is None else g_ent.contiguous())
         grad_logits = torch.zeros_like(logits)
         grad_logits[:, bin_start:bin_end] = grad_bins.to(logits.dtype)
         return grad_logits, None, None, None, None
-
-
-def action_logprob_from_logits_fwd_triton(logits, labels, temperature, bin_start, bin_end):
-    n_tokens = logits.shape[0]
-    n_bins = bin_end - bin_start
-    dev = logits.device
-    logp = torch.empty(n_tokens, dtype=torch.float32, device=dev)
-    entropy = torch.empty(n_tokens, dtype=torch.float32, device=dev)
-    lse = torch.empty(n_tokens, dtype=torch.float32, device=dev)
-    if n_tokens:
-        cfg = _tiles(n_tokens, n_bins, 1)
-        bins = logits[:, bin_start:bin_end]
-        _action_logprob_from_logits_fwd_kernel[(triton.cdiv(n_tokens, cfg["BLOCK_T"]),)](
-            bins, bins.stride(0), labels, logp, entropy, lse, n_tokens, n_bins,
-            1.0 / temperature, BLOCK_T=cfg["BLOCK_T"], BLOCK_N=cfg["BLOCK_N"],
-            num_warps=cfg["num_warps"])
-    return logp, entropy, lse
 
 
 def _flatten_tokens(name: str, x: torch.Tensor, trailing: int):
@@ -416,8 +427,8 @@ def action_logprob(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Ten
                                                     bin_start, bin_end)
     else:
         w_bins = _row_major(weight[bin_start:bin_end])
-        logp, entropy, _, _ = action_logprob_fwd_triton(h2, w_bins, labels1, temperature,
-                                                        save_for_backward=False)
+        logp, entropy, _ = action_logprob_fwd_triton(h2, w_bins, labels1, temperature,
+                                                     save_for_backward=False)
     return _finish(logp, entropy, lead, return_entropy)
 
 
@@ -449,6 +460,6 @@ def action_logprob_from_logits(logits: torch.Tensor, labels: torch.Tensor, *,
         logp, entropy = ActionLogprobFromLogitsFunction.apply(l2, labels1, temperature,
                                                               bin_start, bin_end)
     else:
-        logp, entropy, _ = action_logprob_from_logits_fwd_triton(l2, labels1, temperature,
-                                                                 bin_start, bin_end)
+        logp, entropy = action_logprob_from_logits_fwd_triton(l2, labels1, temperature,
+                                                              bin_start, bin_end)
     return _finish(logp, entropy, lead, return_entropy)
