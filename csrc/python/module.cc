@@ -19,4 +19,6 @@ PYBIND11_MODULE(_C, m) {
   m.attr("CUDA_ENABLED") = false;
 #endif
   vlarl::bind_env_batch(m);
+  vlarl::bind_render(m);
+  vlarl::bind_control(m);
 }

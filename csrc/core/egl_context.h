@@ -1,0 +1,65 @@
+// Headless OpenGL contexts through EGL, for rendering inside the engine's worker threads.
+//
+// libEGL is loaded with dlopen at first use (no build-time dependency on EGL headers or
+// libraries). The EGL display of a device is created once per process and kept until exit
+// (terminating a display that another library, e.g. Python's mujoco, also uses breaks it).
+// Contexts are surfaceless (EGL_KHR_surfaceless_context): MuJoCo renders into its own
+// offscreen framebuffer. A context is current on at most one thread at a time; the renderer
+// makes it current around each use and releases it afterwards, so it can be freed from any
+// thread, even after the thread that used it has exited.
+#pragma once
+
+#include <string>
+
+namespace vlarl {
+
+class EglContext {
+ public:
+  // Creates an OpenGL context on EGL device `device_index` (EGL_EXT_device_enumeration order);
+  // -1 picks the first device whose display initialises. Throws std::runtime_error naming the
+  // step that failed when EGL is unusable.
+  explicit EglContext(int device_index);
+  ~EglContext();
+  EglContext(const EglContext&) = delete;
+  EglContext& operator=(const EglContext&) = delete;
+
+  // Binds the context (no surface) to the calling thread; throws on failure.
+  void make_current();
+  // Unbinds whatever context is current on the calling thread.
+  void release();
+
+  int device_index() const { return device_index_; }
+  void* handle() const { return context_; }
+  void* display() const { return display_; }
+
+ private:
+  void* display_ = nullptr;
+  void* context_ = nullptr;
+  int device_index_ = -1;
+};
+
+// Makes `context` current on the calling thread for the scope's lifetime, then restores
+// whatever binding the thread had before (none on worker threads; possibly another library's
+// context on the Python thread).
+class EglCurrentScope {
+ public:
+  explicit EglCurrentScope(EglContext& context);
+  ~EglCurrentScope();
+  EglCurrentScope(const EglCurrentScope&) = delete;
+  EglCurrentScope& operator=(const EglCurrentScope&) = delete;
+
+ private:
+  void* display_ = nullptr;
+  void* draw_ = nullptr;
+  void* read_ = nullptr;
+  void* context_ = nullptr;
+  bool restore_ = false;
+};
+
+// "" when an EGL display can be initialised on `device_index`, else why not.
+std::string egl_unavailable_reason(int device_index);
+
+// Number of EGL devices (0 when EGL or EGL_EXT_device_enumeration is missing).
+int egl_device_count();
+
+}  // namespace vlarl

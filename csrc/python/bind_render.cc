@@ -1,0 +1,94 @@
+// Python face of BatchRenderer: the frame buffer as a numpy view (no copies), GIL released
+// while rendering.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "../core/batch_renderer.h"
+#include "../core/egl_context.h"
+#include "bindings.h"
+
+namespace py = pybind11;
+
+namespace vlarl {
+namespace {
+
+using RendererPtr = std::shared_ptr<BatchRenderer>;
+
+py::array frames_view(const RendererPtr& r) {
+  const py::ssize_t h = r->height(), w = r->width(), c = r->num_cameras();
+  std::vector<py::ssize_t> shape{r->num_envs(), c, h, w, 3};
+  std::vector<py::ssize_t> strides{static_cast<py::ssize_t>(r->frame_bytes()), h * w * 3, w * 3,
+                                   3, 1};
+  return py::array(py::dtype::of<std::uint8_t>(), shape, strides, r->frames(),
+                   py::capsule(new RendererPtr(r),
+                               [](void* p) { delete static_cast<RendererPtr*>(p); }));
+}
+
+}  // namespace
+
+void bind_render(py::module_& m) {
+  m.def("egl_unavailable_reason", &egl_unavailable_reason, py::arg("device") = -1,
+        "'' when an EGL display can be initialised on that device (-1: any), else why not.");
+  m.def("egl_device_count", &egl_device_count);
+
+  py::class_<BatchRenderer, RendererPtr>(m, "BatchRenderer")
+      .def(py::init([](std::shared_ptr<EnvBatch> batch, std::vector<std::string> cameras,
+                       int height, int width, int convention, bool fast, int egl_device,
+                       int max_geom) {
+             RenderOptions o;
+             o.cameras = std::move(cameras);
+             o.height = height;
+             o.width = width;
+             o.convention = static_cast<ImageConvention>(convention);
+             o.fast = fast;
+             o.egl_device = egl_device;
+             o.max_geom = max_geom;
+             py::gil_scoped_release nogil;
+             return std::make_shared<BatchRenderer>(std::move(batch), o);
+           }),
+           py::arg("batch"), py::arg("cameras"), py::arg("height"), py::arg("width"),
+           py::arg("convention") = 0, py::arg("fast") = false, py::arg("egl_device") = -1,
+           py::arg("max_geom") = 1000,
+           "convention: 0 top-down (mujoco.Renderer), 1 OpenGL rows (robosuite obs), "
+           "2 rotated 180 degrees (OpenVLA-OFT LIBERO)")
+      .def(
+          "render",
+          [](BatchRenderer& r, py::object env_ids) {
+            std::vector<int> ids = ids_from_py(env_ids);
+            py::gil_scoped_release nogil;
+            r.render(ids);
+          },
+          py::arg("env_ids") = py::none(), "Renders the envs (all when None) into `frames`.")
+      .def("close",
+           [](BatchRenderer& r) {
+             py::gil_scoped_release nogil;
+             r.close();
+           })
+      .def_property_readonly("closed", &BatchRenderer::closed)
+      .def_property_readonly("frames", &frames_view,
+                             "[num_envs, num_cameras, H, W, 3] uint8 view of the frame buffer")
+      .def_property_readonly("frame_bytes", &BatchRenderer::frame_bytes)
+      .def_property_readonly("num_envs", &BatchRenderer::num_envs)
+      .def_property_readonly("num_cameras", &BatchRenderer::num_cameras)
+      .def_property_readonly("num_workers", &BatchRenderer::num_workers)
+      .def_property_readonly("height", &BatchRenderer::height)
+      .def_property_readonly("width", &BatchRenderer::width)
+      .def_property_readonly("camera_ids", &BatchRenderer::camera_ids)
+      .def_property_readonly("egl_device", &BatchRenderer::egl_device)
+      .def(
+          "time_raw_render",
+          [](BatchRenderer& r, int env, int camera, int repeats) {
+            py::gil_scoped_release nogil;
+            return r.time_raw_render(env, camera, repeats);
+          },
+          py::arg("env"), py::arg("camera"), py::arg("repeats"),
+          "Seconds of each mjr_render + mjr_readPixels on one worker (scene updated once).");
+}
+
+}  // namespace vlarl
