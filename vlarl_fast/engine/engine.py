@@ -210,7 +210,10 @@ class Engine(ControlMixin, RenderMixin):
                   spec: int | None = None) -> None:
         """Restores states ([state_size] for all given envs, or one row per env).
 
-        Clears the envs' status. Derived quantities are not recomputed (call `forward`).
+        Clears the envs' status. Derived quantities are not recomputed (call `forward`), except
+        on an engine built by `from_robosuite`, which also accepts robosuite's flattened states
+        ([time, qpos, qvel] rows; the rest at MuJoCo's reset values) and starts episodes there
+        (forward, controller goal at the current pose, gripper command at rest).
         """
         self._check_open("set_state")
         arr = np.asarray(states)
@@ -218,9 +221,11 @@ class Engine(ControlMixin, RenderMixin):
             raise TypeError(f"states must be a floating-point array, got dtype {arr.dtype}")
         if not np.isfinite(arr).all():
             raise ValueError("states contain NaN or inf values")
+        arr = self._convert_states(arr, spec)  # ControlMixin: robosuite's [time, qpos, qvel]
+        ids = self._env_ids(env_ids)
         self._batch.set_state(np.ascontiguousarray(arr, dtype=np.float64),
-                              self.state_spec if spec is None else int(spec),
-                              self._env_ids(env_ids))
+                              self.state_spec if spec is None else int(spec), ids)
+        self._after_set_state(ids)  # ControlMixin: controller state at rest
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.num_threads} threads"

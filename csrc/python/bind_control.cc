@@ -1,0 +1,254 @@
+// Python face of the chunk runner (native OSC_POSE control, whole-chunk execution, success
+// predicates). Outputs are written into numpy arrays owned by the Python layer; the GIL is
+// released while chunks run.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "../core/chunk_runner.h"
+#include "../core/env_batch.h"
+#include "../core/mujoco_guard.h"
+#include "bindings.h"
+
+#if __has_include("../core/batch_renderer.h")
+#include "../core/batch_renderer.h"
+#define VLARL_HAVE_RENDERER 1
+#endif
+
+namespace py = pybind11;
+
+namespace vlarl {
+namespace {
+
+using RunnerPtr = std::shared_ptr<ChunkRunner>;
+using F64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+template <typename T>
+T item(const py::dict& d, const char* key) {
+  if (!d.contains(key)) throw py::key_error(std::string("missing key '") + key + "'");
+  return d[key].cast<T>();
+}
+
+void fill6(const py::dict& d, const char* key, double out[6]) {
+  auto v = item<std::vector<double>>(d, key);
+  if (v.size() != 6) {
+    throw py::value_error(std::string(key) + ": expected 6 values, got " +
+                          std::to_string(v.size()));
+  }
+  for (int i = 0; i < 6; ++i) out[i] = v[i];
+}
+
+OscSpec spec_from_dict(const py::dict& d) {
+  OscSpec s;
+  s.eef_site = item<int>(d, "eef_site");
+  s.qpos_index = item<std::vector<int>>(d, "qpos_index");
+  s.qvel_index = item<std::vector<int>>(d, "qvel_index");
+  s.arm_actuators = item<std::vector<int>>(d, "arm_actuators");
+  s.torque_low = item<std::vector<double>>(d, "torque_low");
+  s.torque_high = item<std::vector<double>>(d, "torque_high");
+  fill6(d, "input_min", s.input_min);
+  fill6(d, "input_max", s.input_max);
+  fill6(d, "output_min", s.output_min);
+  fill6(d, "output_max", s.output_max);
+  fill6(d, "kp", s.kp);
+  fill6(d, "kd", s.kd);
+  s.nullspace_kp = item<double>(d, "nullspace_kp");
+  s.uncouple_pos_ori = item<bool>(d, "uncouple_pos_ori");
+  if (!d["position_limits"].is_none()) {
+    auto lim = d["position_limits"].cast<std::vector<std::vector<double>>>();
+    if (lim.size() != 2 || lim[0].size() != 3 || lim[1].size() != 3) {
+      throw py::value_error("position_limits: expected shape (2, 3)");
+    }
+    s.has_position_limits = true;
+    for (int i = 0; i < 3; ++i) {
+      s.position_low[i] = lim[0][i];
+      s.position_high[i] = lim[1][i];
+    }
+  }
+  s.gripper_actuators = item<std::vector<int>>(d, "gripper_actuators");
+  s.gripper_sign = item<std::vector<double>>(d, "gripper_sign");
+  s.gripper_speed = item<double>(d, "gripper_speed");
+  return s;
+}
+
+Predicate predicate_from_dict(const py::dict& d) {
+  Predicate p;
+  p.kind = static_cast<PredicateKind>(item<int>(d, "kind"));
+  if (d.contains("point_type")) p.point_type = static_cast<ObjectType>(item<int>(d, "point_type"));
+  if (d.contains("point_id")) p.point_id = item<int>(d, "point_id");
+  if (d.contains("frame_type")) p.frame_type = static_cast<ObjectType>(item<int>(d, "frame_type"));
+  if (d.contains("frame_id")) p.frame_id = item<int>(d, "frame_id");
+  for (const char* key : {"low", "high"}) {
+    if (!d.contains(key)) continue;
+    auto v = item<std::vector<double>>(d, key);
+    if (v.size() != 3) throw py::value_error(std::string(key) + ": expected 3 values");
+    double* dst = std::string(key) == "low" ? p.low : p.high;
+    for (int i = 0; i < 3; ++i) dst[i] = v[i];
+  }
+  if (d.contains("geoms_a")) p.geoms_a = item<std::vector<int>>(d, "geoms_a");
+  if (d.contains("geoms_b")) p.geoms_b = item<std::vector<int>>(d, "geoms_b");
+  if (d.contains("qpos_adr")) p.qpos_adr = item<int>(d, "qpos_adr");
+  if (d.contains("threshold")) p.threshold = item<double>(d, "threshold");
+  return p;
+}
+
+template <typename T>
+T* checked(py::array& a, const char* name, std::vector<py::ssize_t> shape) {
+  if (!py::isinstance<py::array_t<T>>(a) || !(a.flags() & py::array::c_style) ||
+      !a.writeable()) {
+    throw py::type_error(std::string(name) + ": expected a writeable C-contiguous array of " +
+                         py::str(py::dtype::of<T>()).cast<std::string>());
+  }
+  if (a.ndim() != static_cast<py::ssize_t>(shape.size())) {
+    throw py::value_error(std::string(name) + ": expected " + std::to_string(shape.size()) +
+                          " dimensions, got " + std::to_string(a.ndim()));
+  }
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (a.shape(i) != shape[i]) {
+      throw py::value_error(std::string(name) + ": dimension " + std::to_string(i) +
+                            " expected " + std::to_string(shape[i]) + ", got " +
+                            std::to_string(a.shape(i)));
+    }
+  }
+  return static_cast<T*>(a.mutable_data());
+}
+
+}  // namespace
+
+void bind_control(py::module_& m) {
+  m.attr("HAVE_CHUNK_RENDER") =
+#ifdef VLARL_HAVE_RENDERER
+      true;
+#else
+      false;
+#endif
+  m.def(
+      "osc_axisangle_to_mat",
+      [](F64 v) {
+        if (v.size() != 3) throw py::value_error("v: expected 3 values");
+        py::array_t<double> out({3, 3});
+        OscController::axisangle_to_mat(v.data(), out.mutable_data());
+        return out;
+      },
+      py::arg("v"), "robosuite's quat2mat(axisangle2quat(v)) with its float32 steps");
+
+  py::class_<ChunkRunner, RunnerPtr>(m, "ChunkRunner")
+      .def(py::init([](std::shared_ptr<EnvBatch> batch, py::dict spec, py::dict obs,
+                       int substeps, std::vector<double> initial_joint) {
+             RobotObservation o;
+             o.eef_site = item<int>(obs, "eef_site");
+             o.eef_body = item<int>(obs, "eef_body");
+             o.gripper_qpos = item<std::vector<int>>(obs, "gripper_qpos");
+             o.joint_qpos = item<std::vector<int>>(obs, "joint_qpos");
+             return std::make_shared<ChunkRunner>(std::move(batch), spec_from_dict(spec),
+                                                  std::move(o), substeps,
+                                                  std::move(initial_joint));
+           }),
+           py::arg("batch"), py::arg("spec"), py::arg("observation"), py::arg("substeps"),
+           py::arg("initial_joint"))
+      .def_property_readonly("substeps", &ChunkRunner::substeps)
+      .def_property_readonly("action_dim", &ChunkRunner::action_dim)
+      .def(
+          "reset_episodes",
+          [](ChunkRunner& r, py::object env_ids) {
+            std::vector<int> ids = ids_from_py(env_ids);
+            py::gil_scoped_release nogil;
+            r.reset_episodes(ids);
+          },
+          py::arg("env_ids") = py::none())
+      .def(
+          "set_initial_joint",
+          [](ChunkRunner& r, F64 q, py::object env_ids) {
+            r.set_initial_joint(q.data(), q.ndim() == 1, ids_from_py(env_ids));
+          },
+          py::arg("q"), py::arg("env_ids") = py::none(),
+          "q: [num_joints] (all given envs) or [len(env_ids), num_joints], validated by Python")
+      .def("initial_joint", &ChunkRunner::initial_joint, py::arg("env"))
+      .def(
+          "goal",
+          [](const ChunkRunner& r, int env) {
+            const OscState& s = r.state(env);
+            py::array_t<double> pos(3), ori({3, 3});
+            std::copy(s.goal_pos, s.goal_pos + 3, pos.mutable_data());
+            std::copy(s.goal_ori, s.goal_ori + 9, ori.mutable_data());
+            return py::make_tuple(pos, ori, s.gripper_action);
+          },
+          py::arg("env"), "(goal_pos [3], goal_ori [3, 3], gripper current_action) of env")
+      .def(
+          "set_predicates",
+          [](ChunkRunner& r, py::object env_ids, py::list preds) {
+            std::vector<Predicate> ps;
+            for (auto p : preds) ps.push_back(predicate_from_dict(p.cast<py::dict>()));
+            r.set_predicates(ids_from_py(env_ids), ps);
+          },
+          py::arg("env_ids"), py::arg("predicates"))
+      .def("num_predicates", &ChunkRunner::num_predicates, py::arg("env"))
+      .def(
+          "run",
+          [](ChunkRunner& r, F64 actions, py::object env_ids, py::array eef_pos,
+             py::array eef_quat, py::array gripper_qpos, py::array joint_pos, py::array done,
+             py::array success, py::array steps, int render_mode, py::object renderer,
+             py::object frames_every) {
+            const std::vector<int> ids = ids_from_py(env_ids);
+            const py::ssize_t rows = ids.empty() ? done.shape(0) : ids.size();
+            if (actions.ndim() != 3 || actions.shape(0) != rows ||
+                actions.shape(2) != r.action_dim()) {
+              throw py::value_error("actions: expected [" + std::to_string(rows) + ", K, " +
+                                    std::to_string(r.action_dim()) + "]");
+            }
+            const int K = static_cast<int>(actions.shape(1));
+            const py::ssize_t N = done.shape(0), cap = done.ndim() == 2 ? done.shape(1) : 0;
+            ChunkOutputs out;
+            out.capacity_k = static_cast<int>(cap);
+            out.done = checked<std::uint8_t>(done, "done", {N, cap});
+            out.eef_pos = checked<double>(eef_pos, "eef_pos", {N, cap, 3});
+            out.eef_quat = checked<double>(eef_quat, "eef_quat", {N, cap, 4});
+            out.gripper_qpos = checked<double>(
+                gripper_qpos, "gripper_qpos",
+                {N, cap, static_cast<py::ssize_t>(r.observation().gripper_qpos.size())});
+            out.joint_pos = checked<double>(
+                joint_pos, "joint_pos",
+                {N, cap, static_cast<py::ssize_t>(r.observation().joint_qpos.size())});
+            out.success = checked<std::uint8_t>(success, "success", {N});
+            out.steps = checked<std::int32_t>(steps, "steps", {N});
+            FrameTarget target;
+            const auto mode = static_cast<RenderMode>(render_mode);
+            if (mode != RenderMode::kNone) {
+#ifdef VLARL_HAVE_RENDERER
+              auto* br = renderer.cast<BatchRenderer*>();
+              target.frame_bytes = br->frame_bytes();
+              target.end_frames = br->frames();
+              target.render = [br](int env, int worker, std::uint8_t* dst) {
+                br->render_env(env, worker, dst);
+              };
+              if (mode == RenderMode::kEvery) {
+                py::array fe = frames_every.cast<py::array>();
+                if (!(fe.flags() & py::array::c_style) || !fe.writeable() ||
+                    fe.nbytes() != static_cast<py::ssize_t>(N * cap * target.frame_bytes)) {
+                  throw py::value_error("frames_every: expected a writeable C-contiguous "
+                                        "[N, K, cameras, H, W, 3] uint8 buffer");
+                }
+                out.frames_every = static_cast<std::uint8_t*>(fe.mutable_data());
+              }
+#else
+              (void)renderer;
+              (void)frames_every;
+              throw py::value_error("this build has no renderer: render must be 'none'");
+#endif
+            }
+            py::gil_scoped_release nogil;
+            return r.run(actions.data(), K, ids, out, mode, &target);
+          },
+          py::arg("actions"), py::arg("env_ids"), py::arg("eef_pos"), py::arg("eef_quat"),
+          py::arg("gripper_qpos"), py::arg("joint_pos"), py::arg("done"), py::arg("success"),
+          py::arg("steps"), py::arg("render_mode") = 0, py::arg("renderer") = py::none(),
+          py::arg("frames_every") = py::none(),
+          "Runs K control steps; returns the ids of envs that hit a MuJoCo error.");
+}
+
+}  // namespace vlarl
