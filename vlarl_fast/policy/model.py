@@ -114,7 +114,7 @@ class OpenVLAOFT(nn.Module):
         position_ids = (valid.long().cumsum(1) - 1).clamp(min=0)
         attention_mask = None if bool(prompt_mask.all()) else valid.long()
         hidden = self.language_model.model(inputs_embeds=embeds, attention_mask=attention_mask,
-                                           position_ids=position_ids).last_hidden_state
+                                           position_ids=position_ids, use_cache=False).last_hidden_state
         start = 1 + vision.shape[1] + ids.shape[1]
         return hidden[:, start : start + cfg.num_action_tokens]
 
@@ -134,9 +134,10 @@ class OpenVLAOFT(nn.Module):
         logits = action_bin_logits(hidden, self._head(), temperature=temperature, bin_start=cfg.bin_start, bin_end=cfg.bin_end)
         if greedy:
             tokens = logits.argmax(dim=-1)
-        else:
-            probs = torch.softmax(logits, dim=-1).reshape(-1, cfg.n_action_bins)
-            tokens = torch.multinomial(probs, 1, generator=generator).reshape(logits.shape[:-1])
+        else:  # Gumbel-max: an exact sample of softmax(logits), one fused op on any device
+            uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
+            gumbel = -torch.log(-torch.log(uniform.clamp(min=torch.finfo(torch.float32).tiny, max=1.0 - 2**-24)))
+            tokens = (logits + gumbel).argmax(dim=-1)
         logp = action_bin_logprob(hidden, self._head(), tokens, temperature=temperature,
                                   bin_start=cfg.bin_start, bin_end=cfg.bin_end)
         actions = self.detokenizer.decode(tokens, self.norm_stats[key]["action"])

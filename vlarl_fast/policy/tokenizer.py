@@ -73,6 +73,7 @@ class PromptTokenizer:
         self.empty_token_id = empty_token_id
         self.pad_token_id = pad_token_id
         self.source_dir = Path(source_dir) if source_dir is not None else None
+        self._bodies: dict[str, tuple[int, ...]] = {}  # instruction -> prompt body (LIBERO repeats a few)
 
     @classmethod
     def tiny(cls) -> "PromptTokenizer":
@@ -94,16 +95,17 @@ class PromptTokenizer:
         """Token ids of each prompt without the leading BOS, ending with the empty token."""
         if isinstance(instructions, str):
             raise TypeError("instructions must be a sequence of strings, got a single str")
-        encodings = self.tokenizer.encode_batch([openvla_prompt(text) for text in instructions])
-        bodies = []
-        for enc in encodings:
+        new = sorted({text for text in instructions if text not in self._bodies})
+        if len(self._bodies) + len(new) > 4096:
+            self._bodies.clear()
+        for text, enc in zip(new, self.tokenizer.encode_batch([openvla_prompt(text) for text in new])):
             ids = list(enc.ids)
             if ids and ids[0] == self.bos_token_id:
                 ids = ids[1:]
             if not ids or ids[-1] != self.empty_token_id:
                 ids.append(self.empty_token_id)
-            bodies.append(ids)
-        return bodies
+            self._bodies[text] = tuple(ids)
+        return [list(self._bodies[text]) for text in instructions]
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
