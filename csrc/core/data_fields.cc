@@ -20,8 +20,9 @@ FieldType field_type<std::uintptr_t>() { return FieldType::kUIntPtr; }
 
 }  // namespace
 
+#ifndef MJ_M
 #define MJ_M(n) m->n
-#define MJ_D(n) d->n
+#endif
 
 std::vector<FieldInfo> describe_data_fields(const mjModel* m, const mjData* d) {
   MJDATA_POINTERS_PREAMBLE(m)
@@ -55,7 +56,5 @@ void rebase_data_pointers(const mjModel* m, mjData* d, void* old_buffer, void* n
   d->buffer = new_buffer;
 }
 
-#undef MJ_M
-#undef MJ_D
 
 }  // namespace vlarl

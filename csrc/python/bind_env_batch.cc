@@ -10,6 +10,7 @@
 
 #include "../core/env_batch.h"
 #include "../core/mujoco_guard.h"
+#include "../core/raw_timing.h"
 #include "bindings.h"
 
 namespace py = pybind11;
@@ -82,6 +83,26 @@ std::vector<int> ids_from_py(const py::object& env_ids) {
 
 void bind_env_batch(py::module_& m) {
   py::register_exception<MujocoError>(m, "MujocoError", PyExc_RuntimeError);
+
+  m.def(
+      "time_raw_mj_step",
+      [](std::uintptr_t model_address, py::object state, int nstep, int nrepeat) {
+        if (model_address == 0) throw py::value_error("model address is null");
+        const mjModel* model = reinterpret_cast<const mjModel*>(model_address);
+        py::array_t<double, py::array::c_style | py::array::forcecast> st;
+        const mjtNum* state_ptr = nullptr;
+        if (!state.is_none()) {
+          st = state.cast<py::array_t<double, py::array::c_style | py::array::forcecast>>();
+          if (st.size() != mj_stateSize(model, mjSTATE_INTEGRATION)) {
+            throw py::value_error("state must have mj_stateSize(mjSTATE_INTEGRATION) entries");
+          }
+          state_ptr = st.data();
+        }
+        py::gil_scoped_release nogil;
+        return time_raw_mj_step(model, state_ptr, nstep, nrepeat);
+      },
+      py::arg("model_address"), py::arg("state"), py::arg("nstep"), py::arg("nrepeat") = 1,
+      "Seconds per mj_step in a bare C loop on one thread (the physics limit).");
 
   py::class_<EnvBatch, BatchPtr>(m, "EnvBatch")
       .def(py::init([](std::uintptr_t model_address, int num_envs, int num_threads) {

@@ -1,0 +1,47 @@
+"""The C++ core's own tests (csrc/tests/engine_core_test.cc) under sanitizers.
+
+Builds the core without Python with VLARL_SANITIZE, then runs the test binary on the built-in
+contact scene: AddressSanitizer + UndefinedBehaviorSanitizer, and ThreadSanitizer for the pool.
+libmujoco itself is not instrumented; the engine's own code and its use of MuJoCo's memory is.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vlarl_fast.envs.scenes import contact_pile_xml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SANITIZERS = {"asan_ubsan": "address;undefined", "tsan": "thread"}
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="needs cmake to build the C++ tests")
+@pytest.mark.parametrize("name", sorted(SANITIZERS))
+def test_core_tests_run_clean_under_sanitizer(name, tmp_path):
+    build = ROOT / "build" / f"sanitize-{name}"
+    subprocess.run(
+        ["cmake", "-S", str(ROOT), "-B", str(build), f"-DPython_EXECUTABLE={sys.executable}",
+         f"-DVLARL_SANITIZE={SANITIZERS[name]}", "-DVLARL_BUILD_PYTHON=OFF",
+         "-DVLARL_WITH_CUDA=OFF", "-DCMAKE_BUILD_TYPE=RelWithDebInfo"],
+        check=True, capture_output=True, text=True)
+    subprocess.run(["cmake", "--build", str(build), "--target", "engine_core_test", "-j2"],
+                   check=True, capture_output=True, text=True)
+    scene = tmp_path / "pile.xml"
+    tiny = tmp_path / "pile_tiny_arena.xml"
+    scene.write_text(contact_pile_xml(24))
+    tiny.write_text(contact_pile_xml(24).replace('memory="20M"', 'memory="32K"'))
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
+               TSAN_OPTIONS="halt_on_error=1", UBSAN_OPTIONS="print_stacktrace=1")
+    proc = subprocess.run([str(build / "engine_core_test"), str(scene), str(tiny)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    report = proc.stdout + proc.stderr
+    assert proc.returncode == 0, report[-4000:]
+    assert "all checks passed" in proc.stdout
+    for marker in ("ERROR: AddressSanitizer", "runtime error:", "WARNING: ThreadSanitizer",
+                   "ERROR: LeakSanitizer"):
+        assert marker not in report, report[-4000:]
