@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Sets up a development environment in .venv: system GL libraries (if missing), the CPU build
+# of torch, and vlarl-fast itself (native core built by CMake) with test and LIBERO extras.
+# Idempotent: re-running only rebuilds what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+# Offscreen rendering needs EGL + Mesa (llvmpipe on CPU machines, the NVIDIA driver on GPUs).
+if ! ldconfig -p | grep -q "libEGL.so.1"; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    apt-get install -y -qq libegl1 libgl1 libopengl0 libegl-mesa0 libgl1-mesa-dri >/dev/null
+  else
+    echo "warning: libEGL.so.1 not found; rendering will be unavailable (install libegl1 + Mesa)" >&2
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+"$PY" -m pip install -q --upgrade pip
+
+# The CPU wheel of torch first, so nothing pulls a multi-GB CUDA build on a CPU machine.
+# On a GPU machine set TORCH_SPEC (e.g. "torch==2.14.1") to keep its CUDA build.
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  "$PY" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
+fi
+
+# Build requirements installed here so the editable build can run without isolation (faster,
+# and it compiles against exactly the mujoco installed in this venv).
+"$PY" -m pip install -q "setuptools>=68" wheel "pybind11>=2.12" "mujoco==3.3.7"
+"$PY" -m pip install -q --no-build-isolation -e ".[test,triton,libero]"
+# LIBERO's PyPI package declares heavy training deps its environments never import.
+"$PY" -m pip install -q --no-deps "libero==0.1.1"
+echo "vlarl-fast is set up in $VENV"
