@@ -1,0 +1,152 @@
+"""N envs of one LIBERO task on the native engine: episodes from LIBERO's init states, chunked
+policy steps with LIBERO's success check after every control step, frames for the policy.
+
+    scene = LiberoScene(get_task("libero_spatial", 0))
+    eng = LiberoTaskEngine(scene, num_envs=8, num_threads=2)
+    frames = eng.reset(init_state_ids=range(8))        # [8, 2, 256, 256, 3] uint8 (openvla)
+    out = eng.step(actions)                            # actions [8, K, 7]
+    out.success, out.done, out.frames
+
+An episode starts as LIBERO's `set_init_state` leaves the env (qpos, qvel, time from the init
+state; MuJoCo's rest values for warm start and controls; the controller goal at the current
+end-effector pose, the gripper command at rest), then runs `settle_steps` no-op actions without
+success checks (OpenVLA-OFT / SimpleVLA-RL's num_steps_wait), then the policy's steps. An env
+stops at the first control step after which LIBERO's goal holds (success), or when it has run
+`max_steps` policy steps (truncated). docs/libero.md lists what differs from LIBERO's env.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vlarl_fast.engine import Engine
+from vlarl_fast.envs.libero.registry import NOOP_ACTION, SETTLE_STEPS
+from vlarl_fast.envs.libero.scene import CAMERAS, LiberoScene
+from vlarl_fast.envs.libero.success import LiberoSuccess
+
+
+@dataclass
+class ChunkStep:
+    """What one `step` call returns (rows: the envs of the call, in order)."""
+
+    success: np.ndarray  # [n] bool: the episode has succeeded (at or before this chunk)
+    done: np.ndarray  # [n] bool: succeeded or truncated
+    steps_executed: np.ndarray  # [n] int: control steps run in this call
+    episode_steps: np.ndarray  # [n] int: policy steps of the episode so far
+    frames: np.ndarray | None  # [n, num_cameras, H, W, 3] uint8 after the chunk, or None
+
+
+class LiberoTaskEngine:
+    """Native engine running `num_envs` episodes of one LIBERO task."""
+
+    def __init__(self, scene: LiberoScene, num_envs: int, num_threads: int | None = None, *,
+                 cameras=CAMERAS, height: int = 256, width: int = 256,
+                 image_convention: str = "openvla", max_steps: int | None = None,
+                 settle_steps: int = SETTLE_STEPS, **render_options):
+        self.scene = scene
+        self.task = scene.task
+        self.language = scene.language
+        self.max_steps = self.task.max_steps if max_steps is None else int(max_steps)
+        self.settle_steps = int(settle_steps)
+        cams = list(cameras) if cameras else None
+        opts = dict(render_options)
+        if cams:
+            opts.update(cameras=cams, height=height, width=width,
+                        image_convention=image_convention)
+        self.engine = Engine.from_robosuite(scene.robosuite_env, num_envs, num_threads, **opts)
+        self.num_envs = num_envs
+        self.cameras = list(cams or [])
+        self.success_check = LiberoSuccess(scene)
+        self.success = np.zeros(num_envs, dtype=bool)
+        self.truncated = np.zeros(num_envs, dtype=bool)
+        self.episode_steps = np.zeros(num_envs, dtype=np.int64)
+        self.init_state_ids = np.full(num_envs, -1, dtype=np.int64)
+
+    # ------------------------------------------------------------------ helpers
+    def _ids(self, env_ids) -> np.ndarray:
+        if env_ids is None:
+            return np.arange(self.num_envs)
+        return np.asarray(env_ids, dtype=np.int64).reshape(-1)
+
+    @property
+    def done(self) -> np.ndarray:
+        return self.success | self.truncated
+
+    @property
+    def frames(self) -> np.ndarray | None:
+        return self.engine.frames
+
+    def render(self, env_ids=None) -> np.ndarray:
+        ids = self._ids(env_ids)
+        self.engine.render(ids)
+        return self.engine.frames[ids]
+
+    # ------------------------------------------------------------------ episodes
+    def reset(self, init_state_ids=None, env_ids=None, *, init_states=None,
+              render: bool = True) -> np.ndarray | None:
+        """Starts episodes of `env_ids` (default all) from LIBERO init states, chosen by index
+        into the task's init states (default: env i takes state i mod 50), or given directly as
+        robosuite flattened states `init_states: [n, 1 + nq + nv]`; runs the settle steps and
+        returns the frames `[n, num_cameras, H, W, 3]` (None if render=False or no cameras)."""
+        ids = self._ids(env_ids)
+        if init_states is None:
+            table = self.task.init_states()
+            if init_state_ids is None:
+                init_state_ids = ids % len(table)
+            sel = np.asarray(init_state_ids, dtype=np.int64).reshape(-1)
+            if sel.size != ids.size:
+                raise ValueError(f"init_state_ids has {sel.size} entries for {ids.size} envs")
+            if sel.min() < 0 or sel.max() >= len(table):
+                raise IndexError(f"{self.task.name} has {len(table)} init states; got ids "
+                                 f"{sel.tolist()}")
+            states = table[sel]
+            self.init_state_ids[ids] = sel
+        else:
+            states = np.asarray(init_states, dtype=np.float64)
+            if states.ndim == 1:
+                states = np.broadcast_to(states, (ids.size, states.size))
+            self.init_state_ids[ids] = -1
+        self.engine.set_state(states, ids)
+        self.success[ids] = False
+        self.truncated[ids] = False
+        self.episode_steps[ids] = 0
+        if self.settle_steps > 0:
+            noop = np.broadcast_to(NOOP_ACTION, (ids.size, self.settle_steps, NOOP_ACTION.size))
+            self.engine.step_chunk(noop, env_ids=ids, render="none")
+        if render and self.cameras:
+            return self.render(ids)
+        return None
+
+    def step(self, actions, env_ids=None, *, render: bool = True) -> ChunkStep:
+        """Runs the chunk `actions: [n, K, 7]` (n = len(env_ids) or num_envs) step by step;
+        after every control step LIBERO's goal is checked and an env that succeeded stops
+        (its remaining actions are not executed). Envs already done execute nothing."""
+        ids = self._ids(env_ids)
+        acts = np.asarray(actions, dtype=np.float64)
+        if acts.ndim == 2:
+            acts = acts[:, None, :]
+        if acts.ndim != 3 or acts.shape[0] != ids.size:
+            raise ValueError(f"actions must have shape ({ids.size}, K, 7), got {acts.shape}")
+        executed = np.zeros(ids.size, dtype=np.int64)
+        active = ~self.done[ids]
+        for k in range(acts.shape[1]):
+            rows = np.nonzero(active)[0]
+            if rows.size == 0:
+                break
+            run = ids[rows]
+            self.engine.step_chunk(acts[rows, k:k + 1], env_ids=run, render="none")
+            executed[rows] += 1
+            self.episode_steps[run] += 1
+            ok = self.success_check.check_engine(self.engine, run)
+            self.success[run[ok]] = True
+            self.truncated[run] |= (~ok) & (self.episode_steps[run] >= self.max_steps)
+            active[rows] = ~self.done[run]
+        frames = self.render(ids) if (render and self.cameras) else None
+        return ChunkStep(success=self.success[ids].copy(), done=self.done[ids].copy(),
+                         steps_executed=executed, episode_steps=self.episode_steps[ids].copy(),
+                         frames=frames)
+
+    def close(self) -> None:
+        self.engine.close()
