@@ -1,0 +1,37 @@
+"""The policy a built-in run trains: the tiny OpenVLA-OFT preset with the built-in action space.
+
+Action statistics (BOUNDS_Q99 un-normalisation): OSC_POSE position deltas span [-1, 1] input units
+(1 unit = 5 cm), rotation deltas are fixed to 0 (q01 = q99 = 0), the gripper command spans
+[-1, 1] (no LIBERO gripper post-processing: `gripper_mode="none"`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vlarl_fast.policy import OpenVLAOFT, OpenVLAOFTConfig, PromptTokenizer, load_pretrained
+
+BUILTIN_UNNORM_KEY = "builtin_table"
+BUILTIN_STATS = {
+    BUILTIN_UNNORM_KEY: {
+        "action": {
+            "q01": [-1.0, -1.0, -1.0, 0.0, 0.0, 0.0, -1.0],
+            "q99": [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+            "mask": [True] * 7,
+        }
+    }
+}
+
+
+def builtin_policy_config(image_size: int) -> OpenVLAOFTConfig:
+    # Engine frames are upright and already framed: no LIBERO rotation, no OFT centre crop.
+    return OpenVLAOFTConfig.tiny(image_size=image_size).replace(gripper_mode="none", rotate_180=False,
+                                                                center_crop=False)
+
+
+def build_policy(image_size: int, seed: int, init: str | None = None) -> OpenVLAOFT:
+    if init:
+        return load_pretrained(init, dtype=torch.float32, device="cpu")
+    torch.manual_seed(seed)
+    return OpenVLAOFT(builtin_policy_config(image_size), tokenizer=PromptTokenizer.tiny(),
+                      norm_stats=BUILTIN_STATS)

@@ -1,0 +1,98 @@
+"""Rollout: the policy and the environment in one loop, stopping when every env is done.
+
+Per chunk: one batched policy call on the latest frames of the envs still running, chunk
+execution on those envs only (the engine renders their next frame at the chunk's end), done and
+success per env. Nothing runs for an env after its episode ends, and the loop ends as soon as the
+whole batch is done (SimpleVLA-RL runs every env for the full horizon).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from vlarl_fast.rl.trajectories import TrajectoryBatch
+
+
+@dataclass
+class RolloutTimes:
+    policy_s: float = 0.0
+    env_s: float = 0.0
+    env_steps: int = 0
+    policy_calls: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def add(self, other: "RolloutTimes") -> None:
+        self.policy_s += other.policy_s
+        self.env_s += other.env_s
+        self.env_steps += other.env_steps
+        self.policy_calls += other.policy_calls
+
+
+@torch.no_grad()
+def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_chunks: int,
+            temperature: float, greedy: bool = False, generator: torch.Generator | None = None,
+            record_video: bool = False) -> tuple[TrajectoryBatch, RolloutTimes]:
+    """Runs len(tasks) episodes on env slots 0..n-1 from `states`; returns their trajectories.
+
+    With `record_video`, `times.extra["video"]` holds every frame the policy saw, [n, T+1, H, W, 3].
+    """
+    n = len(tasks)
+    if n > env.num_envs:
+        raise ValueError(f"rollout: {n} episodes need as many env slots, the env has {env.num_envs}")
+    if states.shape[0] != n:
+        raise ValueError(f"rollout: states must have {n} rows (one per task), got {states.shape[0]}")
+    cfg = policy.config
+    k, d = cfg.chunk_len, cfg.action_dim
+    times = RolloutTimes()
+    ids = np.arange(n)
+    instructions = np.array([t.instruction for t in tasks], dtype=object)
+
+    t0 = time.perf_counter()
+    frames = env.reset(states, list(tasks), env_ids=ids)
+    times.env_s += time.perf_counter() - t0
+    cams, h, w = frames.shape[1:4]
+    out_frames = np.zeros((n, max_chunks, cams, h, w, 3), dtype=np.uint8)
+    out_tokens = np.zeros((n, max_chunks, k * d), dtype=np.uint8)
+    out_logp = np.zeros((n, max_chunks, k * d), dtype=np.float32)
+    executed = np.zeros((n, max_chunks), dtype=np.uint8)
+    success = np.zeros(n, dtype=bool)
+    done = np.zeros(n, dtype=bool)
+    video = [frames[:, 0].copy()] if record_video else None
+
+    used = 0
+    for t in range(max_chunks):
+        active = ids[~done]
+        if active.size == 0:
+            break
+        used = t + 1
+        out_frames[active, t] = frames[active]
+        t0 = time.perf_counter()
+        sample = policy.sample_actions(frames[active], list(instructions[active]), temperature=temperature,
+                                       greedy=greedy, generator=generator)
+        times.policy_s += time.perf_counter() - t0
+        times.policy_calls += 1
+        out_tokens[active, t] = sample.tokens.cpu().numpy().astype(np.uint8)
+        out_logp[active, t] = sample.logp.cpu().numpy()
+        t0 = time.perf_counter()
+        result = env.step_chunk(sample.actions.cpu().numpy().astype(np.float64), env_ids=active)
+        times.env_s += time.perf_counter() - t0
+        executed[active, t] = result.executed
+        success[active] |= result.success
+        done[active] = result.done
+        frames[active] = result.frames
+        if record_video:
+            step_frames = video[-1].copy()
+            step_frames[active] = result.frames[:, 0]
+            video.append(step_frames)
+    if record_video:
+        times.extra["video"] = np.stack(video, axis=1)
+    times.env_steps = int(executed.sum())
+    batch = TrajectoryBatch(
+        frames=out_frames[:, :used], tokens=out_tokens[:, :used], logp=out_logp[:, :used],
+        executed=executed[:, :used], task_ids=np.asarray(task_ids, dtype=np.int64),
+        group_ids=np.asarray(group_ids, dtype=np.int64), success=success, action_dim=d)
+    return batch, times

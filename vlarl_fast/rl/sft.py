@@ -1,0 +1,54 @@
+"""One-demo SFT: cross-entropy on the expert's action bins through the action-slice head.
+
+Each demo chunk gives one sample: (frame at the chunk start, instruction) -> the 56 bin indices
+of its K=8 expert actions. Actions are normalised with the policy's dataset statistics
+(BOUNDS_Q99) and mapped to the nearest bin centre, the inverse of `ActionDetokenizer`.
+The loss is the mean negative log-prob at temperature 1 (the fused `action_logprob` path).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vlarl_fast.policy.action_tokenizer import bin_centres
+
+
+def encode_actions(actions: np.ndarray, action_stats: dict, n_bins: int = 256) -> np.ndarray:
+    """[..., K, D] continuous actions -> [..., K*D] int64 bin indices (step-major)."""
+    q01 = np.asarray(action_stats["q01"], dtype=np.float64)
+    q99 = np.asarray(action_stats["q99"], dtype=np.float64)
+    mask = np.asarray(action_stats.get("mask", [True] * q01.size), dtype=bool)
+    span = q99 - q01 + 1e-8
+    x = np.where(mask, 2.0 * (actions - q01) / span - 1.0, actions)
+    x = np.clip(x, -1.0, 1.0)
+    centres = bin_centres(n_bins)  # ascending; centre index c <-> bin b = n_bins - 1 - c
+    c = np.abs(x[..., None] - centres).argmin(axis=-1)
+    bins = n_bins - 1 - c
+    return bins.reshape(*actions.shape[:-2], -1).astype(np.int64)
+
+
+def sft_dataset(frames: np.ndarray, instructions: list[str], actions: np.ndarray, action_stats: dict,
+                n_bins: int):
+    """frames uint8 [N, C, H, W, 3], actions [N, K, D] -> tensors for `train_sft`."""
+    return torch.from_numpy(frames), list(instructions), torch.from_numpy(encode_actions(actions, action_stats, n_bins))
+
+
+def train_sft(model, frames: torch.Tensor, instructions: list[str], tokens: torch.Tensor, *, steps: int,
+              lr: float, weight_decay: float = 0.0, log_every: int = 50, log=None) -> list[float]:
+    """Full-batch AdamW on the demo samples; returns the loss curve."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    losses = []
+    model.train()
+    for step in range(steps):
+        logp = model(frames, instructions, tokens, temperature=1.0)
+        loss = -logp.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(float(loss.detach()))
+        if log is not None and (step % log_every == 0 or step == steps - 1):
+            log(step, losses[-1])
+    return losses
