@@ -21,4 +21,5 @@ PYBIND11_MODULE(_C, m) {
   vlarl::bind_env_batch(m);
   vlarl::bind_render(m);
   vlarl::bind_control(m);
+  vlarl::bind_cuda(m);
 }
