@@ -221,3 +221,28 @@ def test_config_validation_messages():
         cfg.replace(gripper_mode="aloha")
     with pytest.raises(ValueError, match="vocab_size"):
         cfg.replace(n_action_bins=1000)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(make_model):
+    frames = make_frames(2, seed=8)
+    tokens = torch.randint(0, 256, (2, 56), generator=torch.Generator().manual_seed(4))
+    grads, saved_bytes = [], []
+    for enabled in (False, True):
+        model = make_model(seed=3)
+        model.train()
+        model.gradient_checkpointing_enable(enabled)
+        saved = []
+
+        def pack(t):
+            saved.append(t.numel() * t.element_size())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            logp = model.action_logprob(frames, INSTRUCTIONS[:2], tokens)
+        logp.sum().backward()
+        saved_bytes.append(sum(saved))
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert saved_bytes[1] < 0.6 * saved_bytes[0], saved_bytes  # activations really are recomputed
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 50
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)

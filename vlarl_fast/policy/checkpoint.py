@@ -33,6 +33,8 @@ STATS_FILE = "dataset_statistics.json"
 _TEXT_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                 "num_key_value_heads", "rms_norm_eps", "rope_theta", "max_position_embeddings", "hidden_act")
 _KNOWN_TOWERS = {DINOV2_TIMM_ID: ViTConfig.dinov2_vit_large_reg4, SIGLIP_TIMM_ID: ViTConfig.siglip_so400m}
+# Non-persistent buffers some exporters still write (older transformers saved Llama's inv_freq).
+_IGNORED_BUFFER = re.compile(r"\.rotary_emb\.inv_freq$")
 _DTYPE_NAMES = {torch.bfloat16: "bfloat16", torch.float32: "float32", torch.float16: "float16"}
 
 
@@ -239,7 +241,7 @@ def load_pretrained(directory: str | Path, *, dtype: torch.dtype = torch.bfloat1
     with torch.device("meta"):
         model = OpenVLAOFT(config, tokenizer=tokenizer, norm_stats=stats, attn_implementation=attn_implementation)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    files = _tensor_files(directory)
+    files = {k: f for k, f in _tensor_files(directory).items() if not _IGNORED_BUFFER.search(k)}
     extra_tensors = _read_oft_proprio_projector(directory) if config.use_proprio else {}
     present = set(files) | set(extra_tensors)
     missing = sorted(set(expected) - present)

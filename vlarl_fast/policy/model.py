@@ -7,8 +7,10 @@ Sequence per sample (one LM forward yields all 56 action distributions):
 
 Attention is bidirectional over all non-pad tokens (OpenVLA-OFT's patched Llama: `is_causal=False`
 with a key-padding mask); position ids count only real tokens, so padding anywhere is equivalent
-to SimpleVLA-RL's right padding. The action hidden states go through the LM head's action-bin
-rows only (`vlarl_fast.kernels.action_logprob`).
+to SimpleVLA-RL's right padding. As in OpenVLA-OFT training (`logits[:, num_patches:-1]` against
+`labels[:, 1:]`), action token k is predicted at the position before its slot: the last prompt token
+for k = 0, action slot k - 1 otherwise. Those hidden states go through the LM head's action-bin rows
+only (`vlarl_fast.kernels.action_logprob`).
 """
 
 from __future__ import annotations
@@ -68,6 +70,22 @@ class OpenVLAOFT(nn.Module):
             validate_statistics(self.norm_stats, config.action_dim)
         self.detokenizer = ActionDetokenizer(config.n_action_bins, config.chunk_len, config.action_dim, config.gripper_mode)
 
+    def gradient_checkpointing_enable(self, enabled: bool = True) -> None:
+        """Recompute ViT blocks and Llama layers in backward instead of keeping their activations."""
+        self.vision_backbone.featurizer.gradient_checkpointing = enabled
+        self.vision_backbone.fused_featurizer.gradient_checkpointing = enabled
+        lm = self.language_model
+        if enabled:
+            kwargs = {"use_reentrant": False}
+            if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5.x name
+                lm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:
+                lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        elif hasattr(lm, "activation_checkpointing_disable"):
+            lm.activation_checkpointing_disable()
+        else:
+            lm.gradient_checkpointing_disable()
+
     # ---- observation handling ----------------------------------------------------------------
     @property
     def device(self) -> torch.device:
@@ -91,7 +109,8 @@ class OpenVLAOFT(nn.Module):
 
     # ---- the forward -------------------------------------------------------------------------
     def action_hidden_states(self, obs: Observation) -> torch.Tensor:
-        """Final (normed) LM hidden states at the 56 action positions, `[B, 56, hidden]`."""
+        """Final (normed) LM hidden states that predict the 56 action tokens, `[B, 56, hidden]`
+        (sequence positions first_action_slot - 1 ... first_action_slot + 54)."""
         cfg = self.config
         emb = self.language_model.model.embed_tokens
         pixels = obs.pixel_values.to(self.dtype)
@@ -115,7 +134,9 @@ class OpenVLAOFT(nn.Module):
         attention_mask = None if bool(prompt_mask.all()) else valid.long()
         hidden = self.language_model.model(inputs_embeds=embeds, attention_mask=attention_mask,
                                            position_ids=position_ids, use_cache=False).last_hidden_state
-        start = 1 + vision.shape[1] + ids.shape[1]
+        # Causal-LM shift, as OpenVLA(-OFT) trains it: action k is read at the position *before* its
+        # slot (the last prompt token '▁' for k = 0, slot k-1 otherwise); slot 55's output is unused.
+        start = vision.shape[1] + ids.shape[1]
         return hidden[:, start : start + cfg.num_action_tokens]
 
     def _head(self) -> torch.Tensor:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from vlarl_fast.policy.config import ViTConfig
 
@@ -118,6 +119,7 @@ class VisionTransformer(nn.Module):
     def __init__(self, cfg: ViTConfig):
         super().__init__()
         self.cfg = cfg
+        self.gradient_checkpointing = False
         d = cfg.embed_dim
         self.patch_embed = PatchEmbed(cfg)
         if cfg.class_token:
@@ -161,7 +163,10 @@ class VisionTransformer(nn.Module):
         """All tokens after `blocks[block_index]` (no final norm)."""
         x = self.embed(x)
         for blk in self.blocks[: block_index + 1]:
-            x = blk(x)
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(blk, x, use_reentrant=False)
+            else:
+                x = blk(x)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
