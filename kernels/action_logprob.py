@@ -17,11 +17,13 @@ Kernels:
                hidden dim in BLOCK_K chunks; saves z (fp32 [T, N], 1/8 of a bf16 hidden for
                H=4096, N=256) when a backward will follow.
     backward : (a) per token tile: softmax and G recomputed from the saved z, G stored to an
-                   fp32 [T, N] buffer (z survives: retain_graph works), then dL/dh = G W;
-               (b) per hidden-dim tile: dL/dW_bins = G^T h, a deterministic loop over tokens.
+                   fp32 [T, N] buffer (z survives: retain_graph works);
+               (b) per [tokens x hidden] tile: dL/dh = G W_bins, a loop over bins;
+               (c) per hidden-dim tile: dL/dW_bins = G^T h, a deterministic loop over tokens.
 bf16 inputs are converted to fp32 right after each load (the interpreter and the GPU then do
 the same arithmetic); on a GPU the forward dot runs on the bf16 operands instead, whose products
-are exact in fp32, so only the summation order differs. Backward dots are fp32 ("ieee").
+are exact in fp32, so only the summation order differs. fp32 dots on the GPU use three TF32
+passes ("tf32x3", relative error ~1e-6), in the interpreter plain fp32.
 Gradients are written in fp32 and cast to the input dtypes by torch (round-to-nearest).
 
 The logits variant reads z_tb = s * logits[t, bin_start + b] and returns dL/dlogits (zeros
@@ -82,7 +84,7 @@ if HAS_TRITON:
         logp_ptr, entropy_ptr, z_ptr,
         n_tokens, hidden_size, n_bins, inv_temperature,
         BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-        DOT_BF16: tl.constexpr, SAVE_Z: tl.constexpr,
+        DOT_BF16: tl.constexpr, SAVE_Z: tl.constexpr, FP32_DOT: tl.constexpr,
     ):
         rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
         cols = tl.arange(0, BLOCK_N)
@@ -100,7 +102,7 @@ if HAS_TRITON:
             if DOT_BF16:
                 acc = tl.dot(h, w_t, acc)
             else:
-                acc = tl.dot(h.to(tl.float32), w_t.to(tl.float32), acc, input_precision="ieee")
+                acc = tl.dot(h.to(tl.float32), w_t.to(tl.float32), acc, input_precision=FP32_DOT)
         z = acc * inv_temperature
         labels = tl.load(labels_ptr + rows, mask=row_ok, other=-1).to(tl.int32)
         col_ok = col_ok1[None, :]
@@ -114,16 +116,14 @@ if HAS_TRITON:
     @triton.jit
     def _action_logprob_bwd_kernel(
         z_ptr, dz_ptr, labels_ptr, g_logp_ptr, g_ent_ptr,
-        w_ptr, stride_w, grad_h_ptr,
-        n_tokens, hidden_size, n_bins, inv_temperature,
-        BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-        HAS_GRAD_ENTROPY: tl.constexpr, COMPUTE_GRAD_H: tl.constexpr,
+        n_tokens, n_bins, inv_temperature,
+        BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, HAS_GRAD_ENTROPY: tl.constexpr,
     ):
+        """G = dL/d(raw logits) [T, N] from the saved scaled logits z (elementwise per row)."""
         rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
         cols = tl.arange(0, BLOCK_N)
         row_ok = rows < n_tokens
-        col_ok1 = cols < n_bins
-        col_ok = col_ok1[None, :]
+        col_ok = (cols < n_bins)[None, :]
         tile_offsets = rows[:, None].to(tl.int64) * n_bins + cols[None, :]
         tile_ok = row_ok[:, None] & col_ok
         z = tl.load(z_ptr + tile_offsets, mask=tile_ok, other=0.0)
@@ -135,24 +135,38 @@ if HAS_TRITON:
             g_ent = g_logp
         dz = _binned_backward(z, col_ok, cols, labels, g_logp, g_ent, inv_temperature,
                               HAS_GRAD_ENTROPY)
-        dz = tl.where(row_ok[:, None], dz, 0.0)
-        tl.store(dz_ptr + tile_offsets, dz, mask=tile_ok)  # read by the weight kernel
-        if COMPUTE_GRAD_H:
-            ks = tl.arange(0, BLOCK_K)
-            for k0 in range(0, hidden_size, BLOCK_K):
-                k = k0 + ks
-                k_ok = k < hidden_size
-                w = tl.load(w_ptr + cols[:, None].to(tl.int64) * stride_w + k[None, :],
-                            mask=col_ok1[:, None] & k_ok[None, :], other=0.0).to(tl.float32)
-                gh = tl.dot(dz, w, input_precision="ieee")
-                tl.store(grad_h_ptr + rows[:, None].to(tl.int64) * hidden_size + k[None, :], gh,
-                         mask=row_ok[:, None] & k_ok[None, :])
+        tl.store(dz_ptr + tile_offsets, dz, mask=tile_ok)
+
+    @triton.jit
+    def _action_logprob_bwd_hidden_kernel(
+        dz_ptr, w_ptr, stride_w, grad_h_ptr,
+        n_tokens, hidden_size, n_bins,
+        BLOCK_T: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
+        FP32_DOT: tl.constexpr,
+    ):
+        """dL/dh [T, H] = G [T, N] @ W_bins [N, H]; one [BLOCK_T, BLOCK_K] tile per program."""
+        rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+        k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+        bs = tl.arange(0, BLOCK_B)
+        row_ok = rows < n_tokens
+        k_ok = k < hidden_size
+        acc = tl.zeros((BLOCK_T, BLOCK_K), dtype=tl.float32)
+        for b0 in range(0, n_bins, BLOCK_B):
+            b = b0 + bs
+            b_ok = b < n_bins
+            dz = tl.load(dz_ptr + rows[:, None].to(tl.int64) * n_bins + b[None, :],
+                         mask=row_ok[:, None] & b_ok[None, :], other=0.0)
+            w = tl.load(w_ptr + b[:, None].to(tl.int64) * stride_w + k[None, :],
+                        mask=b_ok[:, None] & k_ok[None, :], other=0.0).to(tl.float32)
+            acc = tl.dot(dz, w, acc, input_precision=FP32_DOT)
+        tl.store(grad_h_ptr + rows[:, None].to(tl.int64) * hidden_size + k[None, :], acc,
+                 mask=row_ok[:, None] & k_ok[None, :])
 
     @triton.jit
     def _action_logprob_bwd_weight_kernel(
         dz_ptr, h_ptr, stride_h, grad_w_ptr,
         n_tokens, hidden_size, n_bins,
-        BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+        BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, FP32_DOT: tl.constexpr,
     ):
         k = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
         cols = tl.arange(0, BLOCK_N)
@@ -167,7 +181,7 @@ if HAS_TRITON:
                            mask=col_ok[:, None] & t_ok[None, :], other=0.0)
             h = tl.load(h_ptr + t[:, None].to(tl.int64) * stride_h + k[None, :],
                         mask=t_ok[:, None] & k_ok[None, :], other=0.0).to(tl.float32)
-            acc = tl.dot(dz_t, h, acc, input_precision="ieee")
+            acc = tl.dot(dz_t, h, acc, input_precision=FP32_DOT)
         tl.store(grad_w_ptr + cols[:, None].to(tl.int64) * hidden_size + k[None, :], acc,
                  mask=col_ok[:, None] & k_ok[None, :])
 
@@ -212,14 +226,26 @@ if HAS_TRITON:
         tl.store(grad_ptr + rows[:, None].to(tl.int64) * n_bins + cols[None, :], dz, mask=tile_ok)
 
 
+# fp32 tl.dot precision on the GPU: three TF32 passes (hi*hi + hi*lo + lo*hi), about fp32
+# accuracy on tensor cores; plain "ieee" fp32 FMA spills registers at these tiles on sm_90.
+# The interpreter computes these dots in fp32.
+FP32_DOT = "tf32x3"
+
+
 def _tiles(n_tokens: int, n_bins: int, hidden_size: int) -> dict:
     block_n = next_pow2(n_bins)
     if interpreting():  # ~1 ms per program: few, large tiles
-        return dict(BLOCK_T=min(next_pow2(n_tokens), 64), BLOCK_N=block_n,
-                    BLOCK_K=min(next_pow2(hidden_size), 256), W_BLOCK_K=min(next_pow2(hidden_size), 256),
-                    num_warps=4)
+        hk = min(next_pow2(hidden_size), 256)
+        return dict(BLOCK_T=min(next_pow2(n_tokens), 64), BLOCK_N=block_n, BLOCK_K=hk,
+                    W_BLOCK_T=min(next_pow2(n_tokens), 64), W_BLOCK_K=hk, num_warps=4,
+                    EW_BLOCK_T=min(next_pow2(n_tokens), 64),
+                    matmul=dict(BLOCK_T=min(next_pow2(n_tokens), 64), BLOCK_B=min(block_n, 64),
+                                BLOCK_K=hk, num_warps=4))
+    # GPU tiles chosen so that ptxas reports no spills for sm_90 at N=256 (compile_check)
     return dict(BLOCK_T=32 if block_n <= 256 else 16, BLOCK_N=block_n,
-                BLOCK_K=64 if block_n <= 256 else 32, W_BLOCK_K=32, num_warps=8)
+                BLOCK_K=64 if block_n <= 256 else 32, W_BLOCK_T=32, W_BLOCK_K=32, num_warps=8,
+                EW_BLOCK_T=16 if block_n <= 256 else 8,
+                matmul=dict(BLOCK_T=64, BLOCK_B=32, BLOCK_K=64, num_warps=4))
 
 
 def _row_major(t: torch.Tensor) -> torch.Tensor:
@@ -248,8 +274,10 @@ def action_logprob_fwd_triton(hidden, w_bins, labels, temperature, save_for_back
         _action_logprob_fwd_kernel[grid](
             hidden, hidden.stride(0), w_bins, w_bins.stride(0), labels,
             logp, entropy, z, n_tokens, hidden_size, n_bins, 1.0 / temperature,
-            BLOCK_T=cfg["BLOCK_T"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
-            DOT_BF16=dot_bf16, SAVE_Z=save_for_backward, num_warps=cfg["num_warps"])
+            BLOCK_T=cfg["BLOCK_T"], BLOCK_N=cfg["BLOCK_N"],
+            BLOCK_K=cfg["BLOCK_K"] if dot_bf16 or interpreting() else cfg["BLOCK_K"] // 2,
+            DOT_BF16=dot_bf16, SAVE_Z=save_for_backward, FP32_DOT=FP32_DOT,
+            num_warps=cfg["num_warps"])
     return logp, entropy, (z if save_for_backward else None)
 
 
@@ -260,26 +288,31 @@ def action_logprob_bwd_triton(hidden, w_bins, labels, temperature, z, g_logp, g_
     n_bins = w_bins.shape[0]
     cfg = _tiles(n_tokens, n_bins, hidden_size)
     dev = hidden.device
-    grad_h = torch.empty((n_tokens, hidden_size) if need_grad_h else (1,), dtype=torch.float32,
-                         device=dev)
     dz = torch.empty((n_tokens, n_bins), dtype=torch.float32, device=dev)
     if n_tokens:
-        grid = (triton.cdiv(n_tokens, cfg["BLOCK_T"]),)
-        _action_logprob_bwd_kernel[grid](
+        _action_logprob_bwd_kernel[(triton.cdiv(n_tokens, cfg["EW_BLOCK_T"]),)](
             z, dz, labels, g_logp, g_ent if g_ent is not None else g_logp,
-            w_bins, w_bins.stride(0), grad_h, n_tokens, hidden_size, n_bins, 1.0 / temperature,
-            BLOCK_T=cfg["BLOCK_T"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
-            HAS_GRAD_ENTROPY=g_ent is not None, COMPUTE_GRAD_H=need_grad_h,
+            n_tokens, n_bins, 1.0 / temperature,
+            BLOCK_T=cfg["EW_BLOCK_T"], BLOCK_N=cfg["BLOCK_N"], HAS_GRAD_ENTROPY=g_ent is not None,
             num_warps=cfg["num_warps"])
-    grad_w = None
+    grad_h = grad_w = None
+    mm = cfg["matmul"]
+    if need_grad_h:
+        grad_h = torch.empty((n_tokens, hidden_size), dtype=torch.float32, device=dev)
+        if n_tokens:
+            grid = (triton.cdiv(n_tokens, mm["BLOCK_T"]), triton.cdiv(hidden_size, mm["BLOCK_K"]))
+            _action_logprob_bwd_hidden_kernel[grid](
+                dz, w_bins, w_bins.stride(0), grad_h, n_tokens, hidden_size, n_bins,
+                BLOCK_T=mm["BLOCK_T"], BLOCK_B=mm["BLOCK_B"], BLOCK_K=mm["BLOCK_K"],
+                FP32_DOT=FP32_DOT, num_warps=mm["num_warps"])
     if need_grad_w:
         grad_w = torch.empty((n_bins, hidden_size), dtype=torch.float32, device=dev)
         grid = (triton.cdiv(hidden_size, cfg["W_BLOCK_K"]),)
         _action_logprob_bwd_weight_kernel[grid](
             dz, hidden, hidden.stride(0), grad_w, n_tokens, hidden_size, n_bins,
-            BLOCK_T=cfg["BLOCK_T"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["W_BLOCK_K"],
-            num_warps=cfg["num_warps"])
-    return (grad_h if need_grad_h else None), grad_w
+            BLOCK_T=cfg["W_BLOCK_T"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["W_BLOCK_K"],
+            FP32_DOT=FP32_DOT, num_warps=cfg["num_warps"])
+    return grad_h, grad_w
 
 
 def action_logprob_from_logits_fwd_triton(logits, labels, temperature, bin_start, bin_end):
@@ -307,9 +340,9 @@ def action_logprob_from_logits_bwd_triton(logits, labels, temperature, bin_start
     if n_tokens:
         cfg = _tiles(n_tokens, n_bins, 1)
         bins = logits[:, bin_start:bin_end]
-        _action_logprob_from_logits_bwd_kernel[(triton.cdiv(n_tokens, cfg["BLOCK_T"]),)](
+        _action_logprob_from_logits_bwd_kernel[(triton.cdiv(n_tokens, cfg["EW_BLOCK_T"]),)](
             bins, bins.stride(0), labels, g_logp, g_logp if g_ent is None else g_ent, grad_bins,
-            n_tokens, n_bins, 1.0 / temperature, BLOCK_T=cfg["BLOCK_T"],
+            n_tokens, n_bins, 1.0 / temperature, BLOCK_T=cfg["EW_BLOCK_T"],
             BLOCK_N=cfg["BLOCK_N"], HAS_GRAD_ENTROPY=g_ent is not None,
             num_warps=cfg["num_warps"])
     return grad_bins
