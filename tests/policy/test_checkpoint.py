@@ -166,3 +166,23 @@ def test_bf16_load(make_model, tmp_path):
     save_pretrained(loaded, tmp_path / "again")
     assert json.loads((tmp_path / "again" / "config.json").read_text())["torch_dtype"] == "bfloat16"
     assert load_file(tmp_path / "again" / "model.safetensors")["projector.fc1.weight"].dtype == torch.bfloat16
+
+
+def test_resaving_a_loaded_checkpoint_carries_the_remote_code_files(make_model, tmp_path):
+    save_pretrained(make_model(), tmp_path / "a")
+    (tmp_path / "a" / "modeling_prismatic.py").write_text("# original remote code\n")
+    (tmp_path / "a" / "generation_config.json").write_text("{}")
+    loaded = load_pretrained(tmp_path / "a", dtype=torch.float32)
+    save_pretrained(loaded, tmp_path / "b")
+    assert (tmp_path / "b" / "modeling_prismatic.py").read_text() == "# original remote code\n"
+    assert (tmp_path / "b" / "generation_config.json").is_file()
+    assert json.loads((tmp_path / "b" / "processor_config.json").read_text())["processor_class"] == "PrismaticProcessor"
+
+
+def test_stray_rotary_buffers_are_ignored(make_model, tmp_path):
+    model = make_model()
+    save_pretrained(model, tmp_path)
+    _rewrite_single_file(tmp_path, lambda s: s.update({"language_model.model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(8)}))
+    loaded = load_pretrained(tmp_path, dtype=torch.float32)
+    frames = make_frames(1)
+    assert torch.equal(outputs(model, frames)[1], outputs(loaded, frames)[1])

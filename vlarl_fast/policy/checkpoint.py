@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -189,9 +190,27 @@ def save_pretrained(model: OpenVLAOFT, directory: str | Path, stats: Mapping[str
         "use_fused_vision_backbone": True,
     }
     (directory / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    processor_config = {"auto_map": {"AutoProcessor": "processing_prismatic.PrismaticProcessor"},
+                        "processor_class": "PrismaticProcessor"}
+    (directory / "processor_config.json").write_text(json.dumps(processor_config, indent=2))
     if tokenizer is not None:
         tokenizer.save(directory)
+    _carry_source_files(getattr(model, "source_dir", None), directory)
     return directory
+
+
+# Files of the original checkpoint this package does not produce but the original tools read
+# (the remote-code modules `AutoModelForVision2Seq(trust_remote_code=True)` imports).
+_CARRIED_FILES = ("configuration_prismatic.py", "modeling_prismatic.py", "processing_prismatic.py",
+                  "constants.py", "generation_config.json")
+
+
+def _carry_source_files(source: Path | None, directory: Path) -> None:
+    if source is None or not Path(source).is_dir() or Path(source).resolve() == directory.resolve():
+        return
+    for name in _CARRIED_FILES:
+        if (Path(source) / name).is_file():
+            shutil.copyfile(Path(source) / name, directory / name)
 
 
 def _tensor_files(directory: Path) -> dict[str, str]:
@@ -273,6 +292,7 @@ def load_pretrained(directory: str | Path, *, dtype: torch.dtype = torch.bfloat1
                 state[name] = f.get_tensor(name).to(device=device, dtype=dtype)
     state.update({k: v.to(device=device, dtype=dtype) for k, v in extra_tensors.items()})
     model.load_state_dict(state, strict=True, assign=True)
+    model.source_dir = directory
     _materialise_buffers(model, device)
     return model.eval()
 

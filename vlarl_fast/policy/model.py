@@ -64,6 +64,7 @@ class OpenVLAOFT(nn.Module):
         for layer in self.language_model.model.layers:
             layer.self_attn.is_causal = False
         self.tokenizer = tokenizer
+        self.source_dir = None  # the checkpoint directory this model was loaded from, if any
         self.processor = OpenVLAProcessor(config, tokenizer)
         self.norm_stats: dict[str, Any] = dict(norm_stats or {})
         if self.norm_stats:
