@@ -115,3 +115,28 @@ def test_prompt_tokenisation_follows_llama2_openvla_conventions(tiny_tokenizer):
         full = tiny_tokenizer.tokenizer.encode(openvla_prompt(text)).ids
         assert full[0] == cfg.bos_token_id and full[1:] + [cfg.empty_token_id] == body
         assert tiny_tokenizer.tokenizer.decode(full) == f"In: What action should the robot take to {text.lower()}?\nOut:"
+
+
+def test_sentencepiece_only_checkpoint_tokenizer(tmp_path):
+    import io
+
+    import sentencepiece as spm
+
+    from vlarl_fast.policy import PromptTokenizer
+
+    corpus = [openvla_prompt(t) for t in INSTRUCTIONS] * 20
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(corpus), model_writer=model, vocab_size=300, model_type="bpe",
+                                   byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+                                   minloglevel=2, hard_vocab_limit=False)
+    (tmp_path / "tokenizer.model").write_bytes(model.getvalue())
+    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    empty = sp.piece_to_id("\u2581")
+    tok = PromptTokenizer.from_dir(tmp_path, bos_token_id=1, empty_token_id=empty, pad_token_id=300)
+    bodies = tok.encode_prompt_bodies(INSTRUCTIONS[:2])
+    for text, body in zip(INSTRUCTIONS, bodies):
+        expected = sp.encode(openvla_prompt(text))
+        assert body == (expected if expected[-1] == empty else expected + [empty])
+        assert sp.decode(body).startswith("In: What action should the robot take to")
+    tok.save(tmp_path / "saved")
+    assert (tmp_path / "saved" / "tokenizer.model").read_bytes() == model.getvalue()

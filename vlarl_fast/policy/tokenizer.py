@@ -64,6 +64,23 @@ def build_tiny_tokenizer():
     return tok
 
 
+class SentencePieceTokenizer:
+    """Llama's slow-tokenizer behaviour over a `tokenizer.model`: BOS, then SentencePiece ids
+    (dummy prefix, byte fallback). Exposes the small part of `tokenizers.Tokenizer` used here."""
+
+    def __init__(self, path: str | Path):
+        import sentencepiece
+
+        self.path = Path(path)
+        self.processor = sentencepiece.SentencePieceProcessor(model_file=str(self.path))
+
+    def encode_batch(self, texts: Sequence[str]):
+        from types import SimpleNamespace
+
+        bos = self.processor.bos_id()
+        return [SimpleNamespace(ids=[bos] + list(ids)) for ids in self.processor.encode(list(texts))]
+
+
 class PromptTokenizer:
     """Turns instructions into OpenVLA prompt token ids (the part after BOS, ending with `▁`)."""
 
@@ -81,15 +98,20 @@ class PromptTokenizer:
 
     @classmethod
     def from_dir(cls, directory: str | Path, *, bos_token_id: int, empty_token_id: int, pad_token_id: int) -> "PromptTokenizer":
+        """Read `tokenizer.json` (preferred) or, failing that, SentencePiece's `tokenizer.model`."""
         from tokenizers import Tokenizer
 
         directory = Path(directory)
-        path = directory / "tokenizer.json"
-        if not path.is_file():
+        if (directory / "tokenizer.json").is_file():
+            tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        elif (directory / "tokenizer.model").is_file():
+            tokenizer = SentencePieceTokenizer(directory / "tokenizer.model")
+        else:
             raise FileNotFoundError(
-                f"tokenizer: expected {path} (a HuggingFace fast-tokenizer file, shipped with OpenVLA checkpoints); found {sorted(p.name for p in directory.iterdir())}"
+                f"tokenizer: expected {directory / 'tokenizer.json'} or tokenizer.model (shipped with OpenVLA checkpoints); "
+                f"found {sorted(p.name for p in directory.iterdir())}"
             )
-        return cls(Tokenizer.from_file(str(path)), bos_token_id=bos_token_id, empty_token_id=empty_token_id, pad_token_id=pad_token_id, source_dir=directory)
+        return cls(tokenizer, bos_token_id=bos_token_id, empty_token_id=empty_token_id, pad_token_id=pad_token_id, source_dir=directory)
 
     def encode_prompt_bodies(self, instructions: Sequence[str]) -> list[list[int]]:
         """Token ids of each prompt without the leading BOS, ending with the empty token."""
@@ -110,7 +132,8 @@ class PromptTokenizer:
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.tokenizer.save(str(directory / "tokenizer.json"))
+        if not isinstance(self.tokenizer, SentencePieceTokenizer):
+            self.tokenizer.save(str(directory / "tokenizer.json"))
         if self.source_dir is not None and (self.source_dir / "tokenizer.model").is_file():
             if self.source_dir.resolve() != directory.resolve():
                 shutil.copyfile(self.source_dir / "tokenizer.model", directory / "tokenizer.model")
