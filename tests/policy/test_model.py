@@ -246,3 +246,13 @@ def test_gradient_checkpointing_gives_the_same_gradients(make_model):
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 50
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_module_call_is_the_training_logprob(make_model):
+    model = make_model()
+    frames = make_frames(2, seed=9)
+    tokens = torch.randint(0, 256, (2, 56), generator=torch.Generator().manual_seed(7))
+    logp, ent = model(frames, INSTRUCTIONS[:2], tokens, temperature=1.3, return_entropy=True)
+    ref_logp, ref_ent = model.action_logprob(frames, INSTRUCTIONS[:2], tokens, temperature=1.3, return_entropy=True)
+    assert torch.equal(logp, ref_logp) and torch.equal(ent, ref_ent)
+    assert logp.shape == ent.shape == (2, 56) and torch.all(ent > 0) and torch.all(ent <= np.log(256) + 1e-5)

@@ -190,5 +190,7 @@ class OpenVLAOFT(nn.Module):
                                   bin_start=cfg.bin_start, bin_end=cfg.bin_end, return_entropy=return_entropy)
 
     def forward(self, images: Any, prompt: Sequence[str] | PromptBatch | None, tokens: torch.Tensor, proprio: Any = None, *,
-                temperature: float = 1.6, return_entropy: bool = False):
-        return self.action_logprob(images, prompt, tokens, proprio, temperature=temperature, return_entropy=return_entropy)
+                temperature: float = 1.6, return_entropy: bool = False, unnorm_key: str | None = None):
+        """Same as `action_logprob`; call the module (not the method) under FSDP/DDP wrappers."""
+        return self.action_logprob(images, prompt, tokens, proprio, temperature=temperature,
+                                   return_entropy=return_entropy, unnorm_key=unnorm_key)
