@@ -7,10 +7,12 @@ policy steps with LIBERO's success check after every control step, frames for th
     out = eng.step(actions)                            # actions [8, K, 7]
     out.success, out.done, out.frames
 
-An episode starts as LIBERO's `set_init_state` leaves the env (qpos, qvel, time from the init
-state; MuJoCo's rest values for warm start and controls; the controller goal at the current
-end-effector pose, the gripper command at rest), then runs `settle_steps` no-op actions without
-success checks (OpenVLA-OFT / SimpleVLA-RL's num_steps_wait), then the policy's steps. An env
+An episode starts exactly as a fresh LIBERO episode (`seed(0); reset(); set_init_state(s)`): the
+init state's qpos, qvel and time, MuJoCo's rest values for warm start and controls, the gripper
+command at rest, and a first control step taken with LIBERO's own controller code (its cached
+home-pose kinematics, see scene.py), whose resulting mjData is copied into the engine env; the
+engine steps natively from there. Then `settle_steps` no-op actions run without success checks
+(OpenVLA-OFT / SimpleVLA-RL's num_steps_wait), then the policy's steps. An env
 stops at the first control step after which LIBERO's goal holds (success), or when it has run
 `max_steps` policy steps (truncated). docs/libero.md lists what differs from LIBERO's env.
 """
@@ -63,6 +65,16 @@ class LiberoTaskEngine:
         self.truncated = np.zeros(num_envs, dtype=bool)
         self.episode_steps = np.zeros(num_envs, dtype=np.int64)
         self.init_state_ids = np.full(num_envs, -1, dtype=np.int64)
+        self._start_states = np.zeros((num_envs, 1 + self.engine.nq + self.engine.nv))
+        self._pending_first = np.zeros(num_envs, dtype=bool)
+        # mjData arrays copied from LIBERO's first step into the engine (all that both hold).
+        data = scene.data
+        self._copy_fields = []
+        for name in self.engine.field_names():
+            src = getattr(data, name, None)
+            view = self.engine.field(name)
+            if isinstance(src, np.ndarray) and src.size and view[0].size == src.size:
+                self._copy_fields.append((view, src))
 
     # ------------------------------------------------------------------ helpers
     def _ids(self, env_ids) -> np.ndarray:
@@ -108,16 +120,44 @@ class LiberoTaskEngine:
             if states.ndim == 1:
                 states = np.broadcast_to(states, (ids.size, states.size))
             self.init_state_ids[ids] = -1
+        self._start_states[ids] = states
         self.engine.set_state(states, ids)
         self.success[ids] = False
         self.truncated[ids] = False
         self.episode_steps[ids] = 0
+        self._pending_first[ids] = True
         if self.settle_steps > 0:
-            noop = np.broadcast_to(NOOP_ACTION, (ids.size, self.settle_steps, NOOP_ACTION.size))
+            noop = np.broadcast_to(NOOP_ACTION, (ids.size, NOOP_ACTION.size))
+            self._first_step(ids, noop)
+        if self.settle_steps > 1:
+            noop = np.broadcast_to(NOOP_ACTION, (ids.size, self.settle_steps - 1,
+                                                 NOOP_ACTION.size))
             self.engine.step_chunk(noop, env_ids=ids, render="none")
         if render and self.cameras:
             return self.render(ids)
         return None
+
+    def _first_step(self, ids: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """The episodes' first control step: LIBERO's (scene.first_step), copied into the engine.
+
+        The native controller keeps state across steps that robosuite's does too (the gripper
+        command accumulates; the goal orientation persists while actions do not rotate) and the
+        engine has no setter for it. So each env first takes the same action natively from the
+        state reset() leaves (robot at the home pose): after it, the native controller's goal
+        and gripper command are exactly LIBERO's after its first step, which uses the home
+        pose's cached kinematics. Then LIBERO's resulting mjData replaces the physics.
+        Returns LIBERO's success after the step, [len(ids)] bool."""
+        self.engine.set_state(np.broadcast_to(self.scene.reset_state,
+                                              (ids.size, self.scene.reset_state.size)), ids)
+        self.engine.step_chunk(np.ascontiguousarray(actions)[:, None, :], env_ids=ids,
+                               render="none")
+        ok = np.zeros(ids.size, dtype=bool)
+        for j, i in enumerate(ids):
+            ok[j] = self.scene.first_step(self._start_states[i], actions[j])
+            for view, src in self._copy_fields:
+                view[i] = src.reshape(view[i].shape)
+        self._pending_first[ids] = False
+        return ok
 
     def step(self, actions, env_ids=None, *, render: bool = True) -> ChunkStep:
         """Runs the chunk `actions: [n, K, 7]` (n = len(env_ids) or num_envs) step by step;
@@ -136,10 +176,16 @@ class LiberoTaskEngine:
             if rows.size == 0:
                 break
             run = ids[rows]
-            self.engine.step_chunk(acts[rows, k:k + 1], env_ids=run, render="none")
+            first = self._pending_first[run]
+            ok = np.zeros(run.size, dtype=bool)
+            if first.any():
+                ok[first] = self._first_step(run[first], acts[rows[first], k])
+            if (~first).any():
+                self.engine.step_chunk(acts[rows[~first], k:k + 1], env_ids=run[~first],
+                                       render="none")
+                ok[~first] = self.success_check.check_engine(self.engine, run[~first])
             executed[rows] += 1
             self.episode_steps[run] += 1
-            ok = self.success_check.check_engine(self.engine, run)
             self.success[run[ok]] = True
             self.truncated[run] |= (~ok) & (self.episode_steps[run] >= self.max_steps)
             active[rows] = ~self.done[run]
