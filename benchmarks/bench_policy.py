@@ -145,7 +145,10 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="few repetitions, batch 2")
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--gpu-7b", action="store_true", help="also measure the 7B model on a CUDA device")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(run(args.smoke, args.batch, args.gpu_7b))
 
 
