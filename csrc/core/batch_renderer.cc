@@ -214,6 +214,13 @@ void BatchRenderer::check_open(const char* what) const {
   if (closed_) throw std::runtime_error(std::string(what) + ": the renderer is closed");
 }
 
+mjvOption BatchRenderer::scene_option() const {
+  mjvOption option;
+  mjv_defaultOption(&option);
+  for (int g = 0; g < mjNGROUP; ++g) option.geomgroup[g] = options_.geom_groups[g] ? 1 : 0;
+  return option;
+}
+
 int BatchRenderer::egl_device() const {
   return workers_.empty() || !workers_[0]->gl ? -1 : workers_[0]->gl->device_index();
 }
@@ -225,10 +232,7 @@ void BatchRenderer::render_env(int env, int worker, std::uint8_t* out) {
                             std::to_string(num_workers()) + ")");
   }
   Worker& w = *workers_[worker];
-  mjvOption option;
-  mjv_defaultOption(&option);
-  option.geomgroup[0] = 0;  // robosuite: render_collision_mesh=False
-  option.geomgroup[1] = 1;  // robosuite: render_visual_mesh=True
+  const mjvOption option = scene_option();
   mjvPerturb perturb;
   mjv_defaultPerturb(&perturb);
   mjvCamera camera;
@@ -270,10 +274,7 @@ std::vector<double> BatchRenderer::time_raw_render(int env, int camera, int repe
   std::vector<double> seconds(repeats);
   batch_->pool().parallel_for(1, [&](int, int worker) {
     Worker& w = *workers_[worker];
-    mjvOption option;
-    mjv_defaultOption(&option);
-    option.geomgroup[0] = 0;
-    option.geomgroup[1] = 1;
+    const mjvOption option = scene_option();
     mjvPerturb perturb;
     mjv_defaultPerturb(&perturb);
     mjvCamera cam;

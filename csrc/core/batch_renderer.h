@@ -40,6 +40,9 @@ struct RenderOptions {
   bool fast = false;      // no MSAA, shadows or reflections
   int egl_device = -1;    // EGL device index; -1: the first that works
   int max_geom = 1000;    // robosuite's MjvScene(maxgeom=1000)
+  // mjvOption.geomgroup: robosuite hides group 0 (collision geoms) and shows 1 (visual) and
+  // 2 (mjv_defaultOption's default); groups 3-5 are hidden as by default.
+  std::uint8_t geom_groups[mjNGROUP] = {0, 1, 1, 0, 0, 0};
 };
 
 class BatchRenderer {
@@ -83,6 +86,7 @@ class BatchRenderer {
  private:
   struct Worker;
   void check_open(const char* what) const;
+  mjvOption scene_option() const;
 
   std::shared_ptr<EnvBatch> batch_;
   RenderOptions options_;

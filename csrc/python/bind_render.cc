@@ -40,7 +40,7 @@ void bind_render(py::module_& m) {
   py::class_<BatchRenderer, RendererPtr>(m, "BatchRenderer")
       .def(py::init([](std::shared_ptr<EnvBatch> batch, std::vector<std::string> cameras,
                        int height, int width, int convention, bool fast, int egl_device,
-                       int max_geom) {
+                       int max_geom, std::vector<int> geom_groups) {
              RenderOptions o;
              o.cameras = std::move(cameras);
              o.height = height;
@@ -49,14 +49,22 @@ void bind_render(py::module_& m) {
              o.fast = fast;
              o.egl_device = egl_device;
              o.max_geom = max_geom;
+             for (int g = 0; g < mjNGROUP; ++g) o.geom_groups[g] = 0;
+             for (int g : geom_groups) {
+               if (g < 0 || g >= mjNGROUP) {
+                 throw py::value_error("geom_groups: group " + std::to_string(g) +
+                                       " is out of range [0, " + std::to_string(mjNGROUP) + ")");
+               }
+               o.geom_groups[g] = 1;
+             }
              py::gil_scoped_release nogil;
              return std::make_shared<BatchRenderer>(std::move(batch), o);
            }),
            py::arg("batch"), py::arg("cameras"), py::arg("height"), py::arg("width"),
            py::arg("convention") = 0, py::arg("fast") = false, py::arg("egl_device") = -1,
-           py::arg("max_geom") = 1000,
+           py::arg("max_geom") = 1000, py::arg("geom_groups") = std::vector<int>{1, 2},
            "convention: 0 top-down (mujoco.Renderer), 1 OpenGL rows (robosuite obs), "
-           "2 rotated 180 degrees (OpenVLA-OFT LIBERO)")
+           "2 rotated 180 degrees (OpenVLA-OFT LIBERO); geom_groups: the visible geom groups")
       .def(
           "render",
           [](BatchRenderer& r, py::object env_ids) {

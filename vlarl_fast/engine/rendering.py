@@ -19,7 +19,9 @@ Visual settings are robosuite's offscreen defaults (model's MSAA samples, shadow
 lights; collision geoms hidden); ``fast=True`` turns MSAA, shadows and reflections off, which
 changes pixels. Other options: ``egl_device`` (EGL device index; default
 ``$MUJOCO_EGL_DEVICE_ID`` or the first device that works), ``max_geom`` (default 1000, as
-robosuite).
+robosuite), ``geom_groups`` (the visible geom groups, default ``(1, 2)`` as robosuite: a
+model whose visual geoms are in group 0, as plain MJCF files default to, needs
+``geom_groups=(0, 1, 2)``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from vlarl_fast._native import C
 
 IMAGE_CONVENTIONS = {"mujoco": 0, "opengl": 1, "openvla": 2}
 _ALIASES = {"robosuite": "opengl"}
-_OPTIONS = ("image_convention", "fast", "egl_device", "max_geom")
+_OPTIONS = ("image_convention", "fast", "egl_device", "max_geom", "geom_groups")
+ROBOSUITE_GEOM_GROUPS = (1, 2)  # robosuite hides group 0 (collision geoms), shows 1 (visual)
 
 
 def _convention_code(name) -> int:
@@ -98,12 +101,17 @@ class RenderMixin:
         egl_device = options.get("egl_device")
         egl_device = _default_egl_device() if egl_device is None else int(egl_device)
         max_geom = _positive_int("max_geom", options.get("max_geom", 1000))
+        groups = [int(g) for g in options.get("geom_groups", ROBOSUITE_GEOM_GROUPS)]
+        bad = [g for g in groups if not 0 <= g < 6]
+        if bad:
+            raise ValueError(f"geom_groups must be geom group indices in [0, 6), got {groups}")
         reason = rendering_unavailable_reason(egl_device)
         if not reason:
             try:
                 self._renderer = C.BatchRenderer(self._batch, self.cameras, self.render_height,
                                                  self.render_width, convention,
-                                                 self.render_fast, egl_device, max_geom)
+                                                 self.render_fast, egl_device, max_geom,
+                                                 groups)
             except RuntimeError as exc:
                 reason = str(exc)
         if reason:
