@@ -20,7 +20,8 @@ pytestmark = pytest.mark.skipif(TIMM_ERROR is not None, reason=TIMM_ERROR or "")
 def timm_tower(cfg: ViTConfig):
     return TimmVisionTransformer(
         img_size=cfg.image_size, patch_size=cfg.patch_size, embed_dim=cfg.embed_dim, depth=cfg.depth,
-        num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_hidden_dim / cfg.embed_dim, class_token=cfg.class_token,
+        num_heads=cfg.num_heads, mlp_ratio=(cfg.mlp_hidden_dim + 0.5) / cfg.embed_dim,  # timm: int(dim * ratio)
+        class_token=cfg.class_token,
         reg_tokens=cfg.num_reg_tokens, no_embed_class=not cfg.pos_embed_includes_prefix,
         init_values=cfg.layer_scale_init, global_pool="map" if cfg.attn_pool else "token", num_classes=0,
     )

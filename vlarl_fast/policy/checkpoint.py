@@ -157,17 +157,21 @@ def save_pretrained(model: OpenVLAOFT, directory: str | Path, stats: Mapping[str
     directory.mkdir(parents=True, exist_ok=True)
     stats = dict(model.norm_stats if stats is None else stats)
     tokenizer = model.tokenizer if tokenizer is None else tokenizer
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = model.state_dict()
     plan = _shard_plan(state, _parse_size(max_shard_size))
     for stale in list(directory.glob("model*.safetensors")) + [directory / INDEX_FILE]:
         stale.unlink(missing_ok=True)
+
+    def host_shard(names: list[str]) -> dict[str, torch.Tensor]:  # one shard in host memory at a time
+        return {n: state[n].detach().to("cpu").contiguous() for n in names}
+
     if len(plan) == 1:
-        save_file(state, str(directory / SINGLE_FILE), metadata={"format": "pt"})
+        save_file(host_shard(plan[0]), str(directory / SINGLE_FILE), metadata={"format": "pt"})
     else:
         weight_map = {}
         for i, names in enumerate(plan, start=1):
             filename = f"model-{i:05d}-of-{len(plan):05d}.safetensors"
-            save_file({n: state[n] for n in names}, str(directory / filename), metadata={"format": "pt"})
+            save_file(host_shard(names), str(directory / filename), metadata={"format": "pt"})
             weight_map.update({n: filename for n in names})
         total = sum(t.numel() * t.element_size() for t in state.values())
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
