@@ -15,12 +15,15 @@ SIZE = 64  # parity tests render small frames: llvmpipe costs ~1 ms per 1000 pix
 
 @functools.lru_cache(maxsize=None)
 def lift_env(size: int = SIZE):
-    """robosuite 1.4 Panda Lift with its own offscreen camera observations of CAMERAS."""
+    """robosuite 1.4 Panda Lift (OSC_POSE, as Engine.from_robosuite needs) with its own
+    offscreen camera observations of CAMERAS."""
     import robosuite
 
     env = robosuite.make(
         "Lift",
         robots="Panda",
+        controller_configs=robosuite.load_controller_config(default_controller="OSC_POSE"),
+        hard_reset=False,  # keep one sim (and model) across resets
         has_renderer=False,
         has_offscreen_renderer=True,
         use_camera_obs=True,
