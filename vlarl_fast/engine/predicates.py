@@ -64,20 +64,37 @@ class InRegion:
         return d
 
 
+def _geom_ids(model, names: Sequence[str]) -> list[int]:
+    ids = []
+    for n in names:
+        g = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, n)
+        if g < 0:
+            raise ValueError(f"no geom named {n!r} in the model")
+        ids.append(int(g))
+    return ids
+
+
 @dataclass(frozen=True)
 class InContact:
-    """Some contact between a geom of bodies `a` (and their descendants) and one of bodies `b`,
-    as robosuite's check_contact over the active contacts."""
+    """Some contact between a geom of `a` and a geom of `b`, as robosuite's check_contact over
+    the active contacts. by="body": names of bodies, whose subtrees' geoms count; by="geom":
+    geom names (e.g. a robosuite model's contact_geoms)."""
 
     a: Sequence[str]
     b: Sequence[str]
+    by: str = "body"
 
     def resolve(self, model) -> dict:
         a = [self.a] if isinstance(self.a, str) else list(self.a)
         b = [self.b] if isinstance(self.b, str) else list(self.b)
-        ga, gb = body_subtree_geoms(model, a), body_subtree_geoms(model, b)
+        if self.by == "body":
+            ga, gb = body_subtree_geoms(model, a), body_subtree_geoms(model, b)
+        elif self.by == "geom":
+            ga, gb = _geom_ids(model, a), _geom_ids(model, b)
+        else:
+            raise ValueError(f"by: expected 'body' or 'geom', got {self.by!r}")
         if not ga or not gb:
-            raise ValueError(f"InContact: bodies {a if not ga else b} have no geoms")
+            raise ValueError(f"InContact: {a if not ga else b} have no geoms")
         return {"kind": _KIND["contact"], "geoms_a": ga, "geoms_b": gb}
 
 
