@@ -37,7 +37,8 @@ import torch
 from . import _checks
 from ._triton_setup import HAS_TRITON, interpreting, next_pow2, tl, triton
 from .dispatch import select_backend
-from .reference import action_logprob_from_logits_torch, action_logprob_torch
+from .action_logprob_chunked import action_logprob_chunked
+from .reference import action_logprob_from_logits_torch
 
 # One tile holds all bins of a token; beyond this the PyTorch path is used.
 MAX_TRITON_BINS = 1024
@@ -447,12 +448,9 @@ def action_logprob(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Ten
         triton_supports=n_bins <= MAX_TRITON_BINS and not fp64,
         unsupported_reason=f"needs n_bins <= {MAX_TRITON_BINS} (got {n_bins}) and no fp64 input")
     if chosen == "torch":
-        out = action_logprob_torch(h2, weight, labels1, temperature=temperature,
-                                   bin_start=bin_start, bin_end=bin_end,
-                                   return_entropy=return_entropy)
-        if return_entropy:
-            return _finish(out[0], out[1], lead, True)
-        return _finish(out, None, lead, False)
+        logp, entropy = action_logprob_chunked(h2, weight, labels1, temperature, bin_start,
+                                               bin_end)
+        return _finish(logp, entropy, lead, return_entropy)
     h2 = _row_major(h2)
     labels1 = labels1.contiguous()
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):

@@ -224,3 +224,51 @@ def test_argument_errors_name_the_argument(case, error, words):
         hidden = torch.zeros(4, 8, dtype=torch.long)
     with pytest.raises(error, match=words):
         action_logprob(hidden, weight, labels, **kw)
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=requires_triton)])
+def test_mixed_input_dtypes_compute_in_fp32(backend):
+    g = torch.Generator().manual_seed(5)
+    hidden = torch.randn(9, 20, generator=g).to(torch.bfloat16).to(KERNEL_DEVICE).requires_grad_()
+    weight = torch.randn(40, 20, generator=g).to(KERNEL_DEVICE).requires_grad_()
+    labels = torch.randint(0, 16, (9,), generator=g).to(KERNEL_DEVICE)
+    logp = action_logprob(hidden, weight, labels, temperature=1.6, bin_start=20, bin_end=36,
+                          backend=backend)
+    logp.sum().backward()
+    ref = action_logprob_torch(hidden.double(), weight.double(), labels, temperature=1.6,
+                               bin_start=20, bin_end=36)
+    assert_close_to_reference(logp, ref, 2e-5, "logp")
+    assert hidden.grad.dtype == torch.bfloat16 and weight.grad.dtype == torch.float32
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n_tokens=st.integers(1, 30), hidden_size=st.integers(1, 30),
+       n_bins=st.integers(1, 20), token_chunk=st.integers(1, 9), hidden_slice=st.integers(1, 9),
+       temperature=st.floats(0.25, 3.0), dtype=st.sampled_from(DTYPES + [torch.float64]),
+       grads=st.sampled_from(["both", "logp", "entropy"]))
+def test_chunked_torch_path_matches_float64_reference(seed, n_tokens, hidden_size, n_bins,
+                                                      token_chunk, hidden_slice, temperature,
+                                                      dtype, grads):
+    """The CPU path walks tokens and hidden slices in chunks; small chunks cross every boundary."""
+    from vlarl_fast.kernels import action_logprob_chunked as chunked
+
+    old = chunked.TOKEN_CHUNK, chunked.HIDDEN_SLICE
+    chunked.TOKEN_CHUNK, chunked.HIDDEN_SLICE = token_chunk, hidden_slice
+    try:
+        hidden, weight, labels, up = _problem(seed, n_tokens, hidden_size, n_bins, 2, 3, dtype)
+        if grads == "logp":
+            up[1] = 0
+        elif grads == "entropy":
+            up[0] = 0
+        kw = dict(temperature=temperature, bin_start=2, bin_end=2 + n_bins)
+        logp, ent, gh, gw = _run(action_logprob, hidden, weight, labels, up, backend="torch", **kw)
+        r_logp, r_ent, r_gh, r_gw = _reference(hidden, weight, labels, up, **kw)
+    finally:
+        chunked.TOKEN_CHUNK, chunked.HIDDEN_SLICE = old
+    rel = 1e-12 if dtype == torch.float64 else FWD_TOL[dtype]
+    grel = 1e-12 if dtype == torch.float64 else GRAD_REL[dtype]
+    assert logp.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert_close_to_reference(logp, r_logp, rel, "logp")
+    assert_close_to_reference(ent, r_ent, rel, "entropy")
+    assert_close_to_reference(gh, r_gh, grel, "grad hidden")
+    assert_close_to_reference(gw, r_gw, grel, "grad weight")
