@@ -81,43 +81,49 @@ def _preprocess_row(batch: int, reps: int) -> tuple[str, float, str]:
     return (f"preprocess B={batch} 256px -> 224px fused pixels (7B pipeline)", seconds * 1e3, "ms")
 
 
-def _gpu_7b_rows(batch: int) -> list[tuple[str, float, str]]:
-    """Measured on a CUDA device: random-weight 7B in bf16 (the memory and time do not depend on values)."""
-    dev = torch.device("cuda")
-    cfg = OpenVLAOFTConfig.openvla_7b()
+def _random_weight_model(cfg: OpenVLAOFTConfig, dev: torch.device, dtype: torch.dtype) -> OpenVLAOFT:
+    """Built on the meta device and materialised on `dev` (time and memory do not depend on values)."""
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
     with torch.device("meta"):
         model = OpenVLAOFT(cfg, norm_stats=STATS)
-    model = model.to_empty(device=dev).to(torch.bfloat16)
+    model = model.to_empty(device=dev).to(dtype)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.02)
-    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
-
     model.language_model.model.rotary_emb = LlamaRotaryEmbedding(config=model.language_model.model.config).to(dev)
+    return model
+
+
+def _measured_rows(cfg: OpenVLAOFTConfig, batch: int, dev: torch.device, label: str, reps: int = 5) -> list[tuple[str, float, str]]:
+    """Rollout forward and one training forward+backward (bf16 weights and grads, no optimizer)."""
     from vlarl_fast.policy.processor import PromptBatch
 
+    model = _random_weight_model(cfg, dev, torch.bfloat16)
     prompt = PromptBatch(torch.full((batch, 32), 100, device=dev), torch.ones(batch, 32, dtype=torch.bool, device=dev))
-    frames = torch.randint(0, 256, (batch, 1, 256, 256, 3), dtype=torch.uint8, device=dev)
-    torch.cuda.reset_peak_memory_stats()
+    frames = torch.randint(0, 256, (batch, cfg.num_images, 256, 256, 3), dtype=torch.uint8, device=dev)
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     model.eval()
-    rollout = _median_seconds(lambda: model.sample_actions(frames, prompt), 5)
-    rollout_peak = torch.cuda.max_memory_allocated() / 1e9
+    rollout = _median_seconds(lambda: model.sample_actions(frames, prompt), reps)
+    rollout_peak = torch.cuda.max_memory_allocated() / 1e9 if cuda else float("nan")
     tokens = model.sample_actions(frames, prompt).tokens
     model.train()
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
 
     def step():
         model.zero_grad(set_to_none=True)
-        model.action_logprob(frames, prompt, tokens).mean().backward()
+        model(frames, prompt, tokens).mean().backward()
 
-    train = _median_seconds(step, 3)
-    train_peak = torch.cuda.max_memory_allocated() / 1e9
-    name = torch.cuda.get_device_name()
+    train = _median_seconds(step, max(reps // 2, 1))
+    train_peak = torch.cuda.max_memory_allocated() / 1e9 if cuda else float("nan")
     return [
-        (f"7B bf16 rollout forward B={batch} ({name})", rollout * 1e3, "ms"),
-        (f"7B bf16 rollout peak memory B={batch}", rollout_peak, "GB"),
-        (f"7B bf16 train fwd+bwd B={batch} (bf16 grads, no optimizer)", train * 1e3, "ms"),
-        (f"7B bf16 train peak memory B={batch}", train_peak, "GB"),
+        (f"{label} bf16 rollout forward B={batch}", rollout * 1e3, "ms"),
+        (f"{label} bf16 rollout peak memory B={batch}", rollout_peak, "GB"),
+        (f"{label} bf16 train fwd+bwd B={batch} (bf16 grads, no optimizer)", train * 1e3, "ms"),
+        (f"{label} bf16 train peak memory B={batch}", train_peak, "GB"),
     ]
 
 
@@ -134,7 +140,8 @@ def run(smoke: bool = False, batch: int | None = None, gpu_7b: bool = False) -> 
     rows = _tiny_rows(batch, reps) + [_preprocess_row(batch, reps)]
     out = [f"machine: {torch.get_num_threads()} torch threads, torch {torch.__version__}", _format(rows, "policy benchmark (CPU)")]
     if gpu_7b and torch.cuda.is_available():
-        out.append(_format(_gpu_7b_rows(batch), "policy benchmark (GPU, measured)"))
+        rows = _measured_rows(OpenVLAOFTConfig.openvla_7b(), batch, torch.device("cuda"), f"7B on {torch.cuda.get_device_name()}")
+        out.append(_format(rows, "policy benchmark (GPU, measured)"))
     out.append(estimate_memory().table())
     out.append(estimate_memory(checkpointing=True).table())
     return "\n\n".join(out)
