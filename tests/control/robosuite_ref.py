@@ -14,11 +14,17 @@ SCENES = ("Lift", "Stack", "PickPlaceCan", "Door")
 
 
 @functools.lru_cache(maxsize=None)
-def make_env(scene: str):
+def make_env(scene: str, robot: str = "Panda"):
     import robosuite as suite
 
+    if robot != "Panda":  # LIBERO's robots register themselves with robosuite on import
+        from vlarl_fast.envs.libero.config import ensure_config
+
+        ensure_config()  # LIBERO's config file, so that importing libero does not prompt
+        import libero.libero.envs.robots  # noqa: F401  (needs no LIBERO assets)
+
     env = suite.make(
-        scene, robots="Panda",
+        scene, robots=robot,
         controller_configs=suite.load_controller_config(default_controller="OSC_POSE"),
         has_renderer=False, has_offscreen_renderer=False, use_camera_obs=False,
         ignore_done=True, hard_reset=False, reward_shaping=False)
