@@ -27,3 +27,9 @@ def test_memory_estimate_arithmetic():
     ckpt = estimate_memory(cfg, checkpointing=True)
     assert ckpt.value("train: total") < est.value("train: total")
     assert "GB/GPU" in est.table()
+
+
+def test_checkpointing_shrinks_both_llm_and_vision_activations():
+    full, ckpt = estimate_memory(), estimate_memory(checkpointing=True)
+    assert ckpt.value("train: LLM activations") < 0.2 * full.value("train: LLM activations")
+    assert ckpt.value("train: ViT+projector activations") < 0.5 * full.value("train: ViT+projector activations")

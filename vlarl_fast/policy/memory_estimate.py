@@ -91,6 +91,11 @@ def estimate_memory(config: OpenVLAOFTConfig | None = None, *, num_gpus: int = 8
         llm_act = tokens * llm_activation_bytes_per_token(config)
     images = micro_batch_observations * config.num_images
     vit_act = images * sum(vit_activation_bytes_per_image(c) for c in config.vision)
+    if checkpointing:  # block inputs kept (bf16), one block's activations live during its recompute
+        vit_act = images * sum(
+            (c.num_patches + c.num_prefix_tokens) * 2 * c.embed_dim * (c.depth - 1) + vit_activation_bytes_per_image(c) / (c.depth - 1)
+            for c in config.vision
+        )
     vd = config.vision_dim
     projector_act = images * config.num_patches_per_image * 2 * (vd + 2 * 4 * vd + 2 * config.text.hidden_size)
     train_total = states + llm_act + vit_act + projector_act
