@@ -166,3 +166,17 @@ def test_without_egl_the_engine_steps_and_says_why():
     assert out.returncode == 0, out.stderr
     assert "ERROR: rendering is unavailable: no EGL display could be initialised" in out.stdout
     assert "cameras=None" in out.stdout
+
+
+def test_egl_device_by_index(tiny):
+    from vlarl_fast._native import C
+
+    count = C.egl_device_count()
+    assert count >= 1
+    with Engine(tiny, 1, 1, cameras=["front"], height=8, width=8, egl_device=0) as engine:
+        assert engine.egl_device == 0
+        engine.forward()
+        assert engine.render().any()
+    with pytest.raises(RuntimeError, match=f"EGL device index {count} is out of range: "
+                                           f"{count} EGL device"):
+        Engine(tiny, 1, 1, cameras=["front"], height=8, width=8, egl_device=count)
