@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.render.scenes import CAMERAS, SIZE, lift_env
+from .scenes import CAMERAS, SIZE, lift_env
 from vlarl_fast import Engine
 
 K = 8

@@ -12,7 +12,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from tests.render.scenes import CAMERAS, SIZE, ReferenceRenderer, lift_env, lift_model, random_states
+from .scenes import CAMERAS, SIZE, ReferenceRenderer, lift_env, lift_model, random_states
 from vlarl_fast.engine import Engine
 
 NUM_ENVS = 4
