@@ -32,3 +32,28 @@ def cached(key, build):
 def libero_cache():
     """Session-wide cache: `libero_cache(key, build)` builds once."""
     return cached
+
+
+FRAME = 64  # frame side for tests: small, since llvmpipe renders slowly
+
+
+@pytest.fixture(scope="session")
+def get_scene():
+    """get_scene(suite, index) -> LiberoScene, built once per session."""
+    from vlarl_fast.envs.libero.registry import get_task
+    from vlarl_fast.envs.libero.scene import LiberoScene
+
+    return lambda suite, index=0: cached(("scene", suite, index),
+                                         lambda: LiberoScene(get_task(suite, index)))
+
+
+@pytest.fixture(scope="session")
+def get_reference():
+    """get_reference(suite, index) -> LIBERO's OffScreenRenderEnv (agentview + wrist, FRAME px),
+    built once per session."""
+    from vlarl_fast.envs.libero.registry import get_task
+    from vlarl_fast.envs.libero.scene import make_libero_env
+
+    return lambda suite, index=0: cached(
+        ("reference", suite, index),
+        lambda: make_libero_env(get_task(suite, index), height=FRAME, width=FRAME))
