@@ -128,6 +128,15 @@ void ChunkRunner::set_initial_joint(const double* q, bool broadcast,
   }
 }
 
+void ChunkRunner::set_controller_state(int env, const double* goal_pos, const double* goal_ori,
+                                       const double* gripper_action) {
+  batch_->resolve_ids({env});
+  OscState& s = states_[env];
+  std::copy(goal_pos, goal_pos + 3, s.goal_pos);
+  std::copy(goal_ori, goal_ori + 9, s.goal_ori);
+  std::copy(gripper_action, gripper_action + s.gripper_action.size(), s.gripper_action.begin());
+}
+
 void ChunkRunner::set_predicates(const std::vector<int>& env_ids,
                                  const std::vector<Predicate>& preds) {
   const std::vector<int> ids = batch_->resolve_ids(env_ids);

@@ -75,6 +75,11 @@ class ChunkRunner {
   void set_initial_joint(const double* q, bool broadcast, const std::vector<int>& env_ids);
   std::vector<double> initial_joint(int env) const { return states_[env].initial_joint; }
   const OscState& state(int env) const { return states_[env]; }
+  // Overrides the controller state of env: goal position [3], goal orientation [3x3 row-major]
+  // and the gripper command [num gripper actuators] (robosuite's controller.goal_pos,
+  // goal_ori and gripper.current_action), e.g. to continue an episode robosuite started.
+  void set_controller_state(int env, const double* goal_pos, const double* goal_ori,
+                            const double* gripper_action);
 
   // Success predicates of each env (conjunction; empty: never succeeds, no early stop).
   void set_predicates(const std::vector<int>& env_ids, const std::vector<Predicate>& preds);

@@ -180,6 +180,17 @@ void bind_control(py::module_& m) {
           },
           py::arg("env"), "(goal_pos [3], goal_ori [3, 3], gripper current_action) of env")
       .def(
+          "set_goal",
+          [](ChunkRunner& r, int env, F64 pos, F64 ori, F64 grip) {
+            const std::size_t ng = r.state(0).gripper_action.size();
+            if (pos.size() != 3 || ori.size() != 9 || static_cast<std::size_t>(grip.size()) != ng) {
+              throw py::value_error("set_goal: expected goal_pos [3], goal_ori [3, 3] and " +
+                                    std::to_string(ng) + " gripper values");
+            }
+            r.set_controller_state(env, pos.data(), ori.data(), grip.data());
+          },
+          py::arg("env"), py::arg("goal_pos"), py::arg("goal_ori"), py::arg("gripper_action"))
+      .def(
           "set_predicates",
           [](ChunkRunner& r, py::object env_ids, py::list preds) {
             std::vector<Predicate> ps;

@@ -233,3 +233,35 @@ def test_single_step_actions_and_errors(lift):
     with pytest.raises(RuntimeError, match="no controller"):
         plain.step_chunk(np.zeros((1, 7)))
     plain.close()
+
+
+def test_controller_goal_override_matches_robosuite(lift):
+    """A goal orientation set from outside persists while actions do not rotate (robosuite's
+    set_goal keeps goal_ori when the rotation delta is exactly zero); the gripper command
+    continues from the given value."""
+    env, states, _ = lift
+    rng = np.random.default_rng(4)
+    actions = rng.uniform(-1, 1, size=(8, 7))
+    actions[:, 3:6] = 0.0
+    R.start(env, states[0])
+    robot = env.robots[0]
+    tilt = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90 deg about z
+    goal_ori = tilt @ robot.controller.goal_ori
+    grip = np.array([0.4, -0.4])
+    robot.controller.goal_ori = goal_ori.copy()
+    robot.gripper.current_action = grip.copy()
+    for a in actions:
+        env.step(a)
+    ref_qpos = env.sim.data.qpos.copy()
+    with Engine.from_robosuite(env, 2, 1) as engine:
+        engine.set_state(states[0])
+        engine.set_controller_goal(np.zeros(3), goal_ori, grip, env_ids=[1])
+        _, ori, g = engine.controller_goal(1)
+        np.testing.assert_array_equal(ori, goal_ori)
+        np.testing.assert_array_equal(g, grip)
+        engine.step_chunk(np.stack([actions, actions]))
+        np.testing.assert_allclose(engine.qpos[1], ref_qpos, rtol=0, atol=1e-10)
+        assert np.abs(engine.qpos[0] - ref_qpos).max() > 1e-3
+        np.testing.assert_array_equal(engine.controller_goal(1)[1], goal_ori)
+        with pytest.raises(ValueError, match="goal_ori must be finite with shape"):
+            engine.set_controller_goal(np.zeros(3), np.eye(2), grip)

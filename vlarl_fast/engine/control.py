@@ -145,6 +145,29 @@ class ControlMixin:
         pos, ori, grip = self._runner.goal(int(self._env_ids([env_id])[0]))
         return pos, ori, np.array(grip)
 
+    def set_controller_goal(self, goal_pos, goal_ori, gripper_action,
+                            env_ids: Sequence[int] | None = None) -> None:
+        """Overrides the controller state (robosuite's controller.goal_pos [3], goal_ori [3, 3],
+        gripper.current_action [num gripper actuators]) of the given envs, one value for all
+        or one row per env. set_state resets it; call this after set_state, e.g. to continue
+        an episode that robosuite started."""
+        self._require_control("set_controller_goal")
+        ids = self._env_ids(env_ids)
+        rows = np.arange(self.num_envs) if ids is None else ids
+        ng = len(self.spec.controller["gripper_actuators"])
+        parts = []
+        for name, value, shape in (("goal_pos", goal_pos, (3,)), ("goal_ori", goal_ori, (3, 3)),
+                                   ("gripper_action", gripper_action, (ng,))):
+            arr = np.asarray(value, dtype=np.float64)
+            if arr.shape == shape:
+                arr = np.broadcast_to(arr, (rows.size, *shape))
+            if arr.shape != (rows.size, *shape) or not np.isfinite(arr).all():
+                raise ValueError(f"{name} must be finite with shape {shape} or "
+                                 f"{(rows.size, *shape)}, got {np.shape(value)}")
+            parts.append(arr)
+        for j, env in enumerate(rows):
+            self._runner.set_goal(int(env), *(np.ascontiguousarray(p[j]) for p in parts))
+
     def set_success(self, predicates, env_ids: Sequence[int] | None = None) -> None:
         """Success predicates (vlarl_fast.engine.predicates; all must hold) for the given envs.
         An empty list disables success and early stopping. Takes effect from the next step."""
