@@ -20,6 +20,7 @@ places BOS at sequence position 0, then the vision tokens, then the prompt.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -133,12 +134,11 @@ class OpenVLAProcessor:
         if self.tokenizer is None:
             raise ValueError("instructions: this model has no tokenizer; pass a PromptBatch or attach one (OpenVLAOFT(..., tokenizer=...))")
         bodies = self.tokenizer.encode_prompt_bodies(instructions)
-        length = max(len(ids) for ids in bodies)
-        ids = np.full((len(bodies), length), self.config.pad_token_id, dtype=np.int64)
-        mask = np.zeros((len(bodies), length), dtype=bool)
-        for row, body in enumerate(bodies):  # host-side list -> array packing, not tensor work
-            ids[row, length - len(body) :] = body
-            mask[row, length - len(body) :] = True
+        lengths = np.fromiter(map(len, bodies), dtype=np.int64, count=len(bodies))
+        width = int(lengths.max())
+        mask = np.arange(width)[None, :] >= (width - lengths)[:, None]  # left padding
+        ids = np.full((len(bodies), width), self.config.pad_token_id, dtype=np.int64)
+        ids[mask] = np.fromiter(itertools.chain.from_iterable(bodies), dtype=np.int64, count=int(lengths.sum()))
         return PromptBatch(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
 
     def proprio(self, proprio: Any, proprio_stats: Mapping[str, Any] | None, device, dtype) -> torch.Tensor:
