@@ -140,3 +140,13 @@ def test_sentencepiece_only_checkpoint_tokenizer(tmp_path):
         assert sp.decode(body).startswith("In: What action should the robot take to")
     tok.save(tmp_path / "saved")
     assert (tmp_path / "saved" / "tokenizer.model").read_bytes() == model.getvalue()
+
+
+def test_numpy_and_torch_frames_give_the_same_pixels():
+    cfg = OpenVLAOFTConfig.tiny(num_images=2)
+    frames = make_frames(2, 2, 24, 20, seed=21)
+    proc = OpenVLAProcessor(cfg, None)
+    from_numpy = proc.pixel_values(frames, "cpu")
+    from_torch = proc.pixel_values(torch.from_numpy(frames), "cpu")
+    strided = proc.pixel_values(np.ascontiguousarray(frames[:, :, ::-1])[:, :, ::-1], "cpu")  # non-contiguous view
+    assert torch.equal(from_numpy, from_torch) and torch.equal(from_numpy, strided)
