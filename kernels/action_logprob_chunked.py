@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-TOKEN_CHUNK = 128
-HIDDEN_SLICE = 512
+TOKEN_CHUNK = 256
+HIDDEN_SLICE = 1024
 
 
 def _scaled_logits(h_chunk, w_bins, inv_temperature, dtype):

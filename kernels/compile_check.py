@@ -19,7 +19,7 @@ from ._triton_setup import HAS_TRITON, triton
 _I32_ARGS = {"stride_h", "stride_w", "stride_l", "stride_logp", "stride_old", "stride_adv_row",
              "stride_adv_col", "stride_mask", "n_tokens", "hidden_size", "n_bins", "n_seq",
              "seq_len"}
-_F32_ARGS = {"inv_temperature", "ratio_low", "ratio_high", "clip_c"}
+_F32_ARGS = {"inv_temperature", "ratio_low", "ratio_high", "clip_c", "scale_value"}
 
 
 def _variants():
@@ -47,9 +47,11 @@ def _variants():
             (al, "_action_logprob_from_logits_bwd_kernel", ptrs,
              dict(BLOCK_T=16, BLOCK_N=256, HAS_GRAD_ENTROPY=True), 8),
         ]
-        for agg in (range(4) if act == "fp32" else (1,)):
+        for scale_mode in ((0, 1, 2) if act == "fp32" else (2,)):
             out.append((gl, "_grpo_loss_fwd_kernel", ptrs,
-                        dict(AGG=agg, HAS_DUAL_CLIP=True, ROWS=2, BLOCK_L=2048), 8))
+                        dict(SCALE_MODE=scale_mode, HAS_DUAL_CLIP=True, ROWS=1, BLOCK_L=1024), 4))
+        out.append((gl, "_grpo_loss_fwd_kernel", ptrs,
+                    dict(SCALE_MODE=1, HAS_DUAL_CLIP=False, ROWS=8, BLOCK_L=128), 4))
     return out
 
 

@@ -15,10 +15,13 @@ Gradient (the loss is piecewise in r; clamps pass gradient on their closed inter
 Statistics (token means, masked_mean(x) = sum(x m) / (sum m + 1e-8)):
     clipfrac = masked_mean(l2 > l1), clipfrac_lower = masked_mean(c1 > l3 and A < 0),
     ppo_kl = masked_mean(-d)
-The kernel walks each sequence once (twice over the mask for seq-mean-token-mean), writes the
-gradient already scaled by w_t and per-program partial sums; torch adds the few partials (no
-atomics: deterministic). Backward is grad * upstream scalar. Masked-out tokens are never read
-for arithmetic, so inf/NaN padding cannot leak.
+One kernel pass over a 2D grid (row blocks x column blocks) reads logp, old_logp, advantages
+(stride 0 along L when given per sequence) and the mask once, writes the gradient already
+scaled by w_t and 5 partial sums per program (loss, clip counts, KL, mask sum); torch adds the
+partials (no atomics: deterministic). The weights' denominators come from one read of the mask
+(token-mean: its sum, seq-mean-token-mean: its row sums) before the pass. The backward scales
+the saved gradient by the upstream scalar. Masked-out tokens are never used in
+arithmetic, so inf/NaN padding cannot leak.
 """
 
 from __future__ import annotations
@@ -35,85 +38,80 @@ if HAS_TRITON:
 
     @triton.jit
     def _grpo_loss_fwd_kernel(
-        logp_ptr, old_ptr, adv_ptr, mask_ptr, mask_total_ptr, grad_ptr, partial_ptr,
+        logp_ptr, old_ptr, adv_ptr, mask_ptr, scale_ptr, grad_ptr, partial_ptr,
         n_seq, seq_len,
         stride_logp, stride_old, stride_adv_row, stride_adv_col, stride_mask,
-        ratio_low, ratio_high, clip_c,
-        AGG: tl.constexpr, HAS_DUAL_CLIP: tl.constexpr,
+        ratio_low, ratio_high, clip_c, scale_value,
+        SCALE_MODE: tl.constexpr, HAS_DUAL_CLIP: tl.constexpr,
         ROWS: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
-        pid = tl.program_id(0)
-        offs = tl.arange(0, BLOCK_L)
+        """Program (i, j): rows i*ROWS.., columns j*BLOCK_L..; writes the weighted gradient and
+        5 partial sums (loss, clipped, clipped-lower, -log-ratio, mask)."""
+        pid_rows = tl.program_id(0)
+        pid_cols = tl.program_id(1)
+        cols = pid_cols * BLOCK_L + tl.arange(0, BLOCK_L)
         acc_loss = tl.zeros((BLOCK_L,), dtype=tl.float32)
         acc_clip = tl.zeros((BLOCK_L,), dtype=tl.float32)
         acc_lower = tl.zeros((BLOCK_L,), dtype=tl.float32)
         acc_kl = tl.zeros((BLOCK_L,), dtype=tl.float32)
-        if AGG == 0:
-            scale = 1.0 / (tl.load(mask_total_ptr) + 1e-8)
-        elif AGG == 2:
-            scale = 1.0 / n_seq
-        else:
-            scale = 1.0 / seq_len
+        acc_mask = tl.zeros((BLOCK_L,), dtype=tl.float32)
+        if SCALE_MODE == 0:  # constant weight: seq-mean-token-sum, seq-mean-token-sum-norm
+            scale = scale_value
+        elif SCALE_MODE == 1:  # token-mean: 1 / (sum m + 1e-8) computed on the device
+            scale = tl.load(scale_ptr)
         for r in range(ROWS):
-            row = pid * ROWS + r
+            row = pid_rows * ROWS + r
             row64 = row.to(tl.int64)
             row_len = tl.where(row < n_seq, seq_len, 0)  # past the last row: nothing valid
-            if AGG == 1:
-                count = tl.zeros((BLOCK_L,), dtype=tl.float32)
-                for l0 in range(0, seq_len, BLOCK_L):
-                    cols = l0 + offs
-                    ok = cols < row_len
-                    count += tl.load(mask_ptr + row64 * stride_mask + cols, mask=ok,
-                                     other=0).to(tl.float32)
-                n_valid = tl.sum(count, 0)
-                row_scale = 1.0 / tl.where(n_valid != 0.0, n_valid, 1.0) / n_seq
+            if SCALE_MODE == 2:  # seq-mean-token-mean: 1 / n_b / B per row
+                row_scale = tl.load(scale_ptr + tl.minimum(row, n_seq - 1))
             else:
                 row_scale = scale
-            for l0 in range(0, seq_len, BLOCK_L):
-                cols = l0 + offs
-                ok = cols < row_len
-                m = tl.load(mask_ptr + row64 * stride_mask + cols, mask=ok, other=0).to(tl.float32)
-                valid = ok & (m != 0.0)
-                lp = tl.load(logp_ptr + row64 * stride_logp + cols, mask=valid, other=0.0).to(tl.float32)
-                old = tl.load(old_ptr + row64 * stride_old + cols, mask=valid, other=0.0).to(tl.float32)
-                a = tl.load(adv_ptr + row64 * stride_adv_row + cols * stride_adv_col, mask=valid,
-                            other=0.0).to(tl.float32)
-                d = lp - old
-                d_clamped = tl.minimum(tl.maximum(d, -20.0), 20.0)
-                ratio = tl.exp(d_clamped)
-                l1 = -a * ratio
-                l2 = -a * tl.minimum(tl.maximum(ratio, ratio_low), ratio_high)
-                c1 = tl.maximum(l1, l2)
-                clipped = l2 > l1
-                passes = (d >= -20.0) & (d <= 20.0) & (l2 <= l1)
-                if HAS_DUAL_CLIP:
-                    l3 = -a * clip_c
-                    dual = (a < 0.0) & (l3 < c1)
-                    loss_t = tl.where(dual, l3, c1)
-                    lower = (c1 > l3) & (a < 0.0)
-                    passes = passes & (dual == 0)
-                    acc_lower += tl.where(valid & lower, m, 0.0)
-                else:
-                    loss_t = c1
-                w = tl.where(valid, m * row_scale, 0.0)
-                acc_loss += w * loss_t
-                acc_clip += tl.where(valid & clipped, m, 0.0)
-                acc_kl += tl.where(valid, -m * d_clamped, 0.0)
-                grad = tl.where(passes, w * (-a * ratio), 0.0)
-                tl.store(grad_ptr + row64 * seq_len + cols, grad, mask=ok)
-        tl.store(partial_ptr + pid * 4 + 0, tl.sum(acc_loss, 0))
-        tl.store(partial_ptr + pid * 4 + 1, tl.sum(acc_clip, 0))
-        tl.store(partial_ptr + pid * 4 + 2, tl.sum(acc_lower, 0))
-        tl.store(partial_ptr + pid * 4 + 3, tl.sum(acc_kl, 0))
+            ok = cols < row_len
+            m = tl.load(mask_ptr + row64 * stride_mask + cols, mask=ok, other=0).to(tl.float32)
+            valid = ok & (m != 0.0)
+            lp = tl.load(logp_ptr + row64 * stride_logp + cols, mask=valid, other=0.0).to(tl.float32)
+            old = tl.load(old_ptr + row64 * stride_old + cols, mask=valid, other=0.0).to(tl.float32)
+            a = tl.load(adv_ptr + row64 * stride_adv_row + cols * stride_adv_col, mask=valid,
+                        other=0.0).to(tl.float32)
+            d = lp - old
+            d_clamped = tl.minimum(tl.maximum(d, -20.0), 20.0)
+            ratio = tl.exp(d_clamped)
+            l1 = -a * ratio
+            l2 = -a * tl.minimum(tl.maximum(ratio, ratio_low), ratio_high)
+            c1 = tl.maximum(l1, l2)
+            clipped = l2 > l1
+            passes = (d >= -20.0) & (d <= 20.0) & (l2 <= l1)
+            if HAS_DUAL_CLIP:
+                l3 = -a * clip_c
+                dual = (a < 0.0) & (l3 < c1)
+                loss_t = tl.where(dual, l3, c1)
+                passes = passes & (dual == 0)
+                acc_lower += tl.where(valid & (c1 > l3) & (a < 0.0), m, 0.0)
+            else:
+                loss_t = c1
+            w = tl.where(valid, m * row_scale, 0.0)
+            acc_loss += w * loss_t
+            acc_clip += tl.where(valid & clipped, m, 0.0)
+            acc_kl += tl.where(valid, -m * d_clamped, 0.0)
+            acc_mask += tl.where(valid, m, 0.0)
+            tl.store(grad_ptr + row64 * seq_len + cols, tl.where(passes, w * (-a * ratio), 0.0),
+                     mask=ok)
+        out = partial_ptr + (pid_rows * tl.num_programs(1) + pid_cols) * 5
+        tl.store(out + 0, tl.sum(acc_loss, 0))
+        tl.store(out + 1, tl.sum(acc_clip, 0))
+        tl.store(out + 2, tl.sum(acc_lower, 0))
+        tl.store(out + 3, tl.sum(acc_kl, 0))
+        tl.store(out + 4, tl.sum(acc_mask, 0))
 
 
 def _launch_config(n_seq: int, seq_len: int) -> dict:
-    if interpreting():  # ~1 ms per program: at most ~4 programs
-        return dict(BLOCK_L=min(next_pow2(seq_len), 1024), ROWS=max(1, triton.cdiv(n_seq, 4)),
+    if interpreting():  # ~1 ms per program: at most ~2 x ceil(L / 1024) programs
+        return dict(BLOCK_L=min(next_pow2(seq_len), 1024), ROWS=max(1, triton.cdiv(n_seq, 2)),
                     num_warps=4)
-    block_l = min(next_pow2(seq_len, 128), 2048)
-    rows = max(1, min(16, 4096 // block_l))
-    return dict(BLOCK_L=block_l, ROWS=rows, num_warps=4 if block_l <= 512 else 8)
+    # GPU: ~1-8K tokens per program, a 2D grid over (row blocks, column blocks) for bandwidth
+    block_l = min(next_pow2(seq_len, 128), 1024)
+    return dict(BLOCK_L=block_l, ROWS=max(1, min(8, 1024 // block_l)), num_warps=4)
 
 
 def grpo_loss_fwd_triton(logp, old_logp, advantages, mask, clip_low, clip_high, clip_c, agg):
@@ -121,24 +119,35 @@ def grpo_loss_fwd_triton(logp, old_logp, advantages, mask, clip_low, clip_high, 
     n_seq, seq_len = logp.shape
     dev = logp.device
     mask_k = mask.view(torch.uint8) if mask.dtype == torch.bool else mask
-    mask_total = mask_k.sum(dtype=torch.float32).reshape(1)
+    scale_mode, scale_value, scale = 0, 0.0, None
+    if agg == "token-mean":
+        scale_mode = 1
+        scale = 1.0 / (mask_k.sum(dtype=torch.float32).reshape(1) + MASKED_MEAN_EPS)
+    elif agg == "seq-mean-token-mean":
+        scale_mode = 2
+        count = mask_k.sum(-1, dtype=torch.float32)
+        scale = 1.0 / torch.where(count != 0, count, torch.ones_like(count)) / n_seq
+    elif agg == "seq-mean-token-sum":
+        scale_value = 1.0 / n_seq
+    else:  # seq-mean-token-sum-norm
+        scale_value = 1.0 / seq_len
     grad = torch.empty((n_seq, seq_len), dtype=torch.float32, device=dev)
     cfg = _launch_config(n_seq, seq_len)
-    n_prog = triton.cdiv(n_seq, cfg["ROWS"])
-    partial = torch.empty((n_prog, 4), dtype=torch.float32, device=dev)
+    grid = (triton.cdiv(n_seq, cfg["ROWS"]), triton.cdiv(seq_len, cfg["BLOCK_L"]))
+    partial = torch.empty((grid[0] * grid[1], 5), dtype=torch.float32, device=dev)
     if advantages.dim() == 1:
         stride_adv_row, stride_adv_col = advantages.stride(0), 0
     else:
         stride_adv_row, stride_adv_col = advantages.stride(0), advantages.stride(1)
-    _grpo_loss_fwd_kernel[(n_prog,)](
-        logp, old_logp, advantages, mask_k, mask_total, grad, partial,
+    _grpo_loss_fwd_kernel[grid](
+        logp, old_logp, advantages, mask_k, grad if scale is None else scale, grad, partial,
         n_seq, seq_len,
         logp.stride(0), old_logp.stride(0), stride_adv_row, stride_adv_col, mask_k.stride(0),
-        1.0 - clip_low, 1.0 + clip_high, 0.0 if clip_c is None else float(clip_c),
-        AGG=_AGG_CODES[agg], HAS_DUAL_CLIP=clip_c is not None,
+        1.0 - clip_low, 1.0 + clip_high, 0.0 if clip_c is None else float(clip_c), scale_value,
+        SCALE_MODE=scale_mode, HAS_DUAL_CLIP=clip_c is not None,
         ROWS=cfg["ROWS"], BLOCK_L=cfg["BLOCK_L"], num_warps=cfg["num_warps"])
     sums = partial.sum(0)
-    stats = sums[1:] / (mask_total + MASKED_MEAN_EPS)
+    stats = sums[1:4] / (sums[4] + MASKED_MEAN_EPS)
     return sums[0], stats, grad
 
 
