@@ -65,6 +65,8 @@ class ReferenceChunkEnv:
         model = self.envs[0].sim.model._model
         self._gripper_bodies = {model.body(name).id for name in GRIPPER_BODIES}
         self._renderer = mujoco.Renderer(model, image_size, image_size) if render else None
+        self._scene_option = mujoco.MjvOption()
+        self._scene_option.geomgroup[:] = [0, 1, 1, 0, 0, 0]  # robosuite's visible groups (no collision geoms)
         self._camera = CAMERA
 
     def close(self) -> None:
@@ -121,10 +123,21 @@ class ReferenceChunkEnv:
             return np.zeros((ids.size, 1, self.image_size, self.image_size, 3), dtype=np.uint8)
         out = np.empty((ids.size, 1, self.image_size, self.image_size, 3), dtype=np.uint8)
         for row, i in enumerate(ids):
-            self._renderer.update_scene(self.envs[i].sim.data._data, self._camera)
+            self._renderer.update_scene(self.envs[i].sim.data._data, self._camera, scene_option=self._scene_option)
             out[row, 0] = self._renderer.render()
         return out
 
     def eef_and_target(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         env = self.envs[i]
         return env.eef_pos(), env.cube_pos(self.episodes.tasks[i].colour)
+
+
+def make_chunk_env(backend: str, num_envs: int, *, max_steps: int, image_size: int, num_threads: int = 2):
+    """`backend`: "engine" (native, the default of every recipe) or "reference" (robosuite Python)."""
+    if backend == "reference":
+        return ReferenceChunkEnv(num_envs, max_steps=max_steps, image_size=image_size)
+    if backend == "engine":
+        from vlarl_fast.envs.builtin.engine_env import EngineChunkEnv
+
+        return EngineChunkEnv(num_envs, max_steps=max_steps, image_size=image_size, num_threads=num_threads)
+    raise ValueError(f"config field env.backend: expected 'engine' or 'reference', got {backend!r}")

@@ -1,0 +1,308 @@
+"""The training job as named steps: setup -> SFT -> evaluate -> [collect -> update -> log ->
+checkpoint]* -> evaluate. SPMD: every rank runs this same code (see distributed.py).
+
+Randomness is derived from (run.seed, iteration, rank, round), so a resumed run draws the same
+initial states and rollout samples as the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vlarl_fast.envs.builtin.chunk_env import make_chunk_env
+from vlarl_fast.envs.builtin.demos import collect_demos
+from vlarl_fast.envs.builtin.init_states import TRAIN_SEED_LIMIT, states_from_seeds
+from vlarl_fast.envs.builtin.scene import BuiltinTableEnv
+from vlarl_fast.envs.builtin.tasks import get_tasks
+from vlarl_fast.recipes.config import TrainConfig
+from vlarl_fast.rl import checkpoint, grpo
+from vlarl_fast.rl.distributed import (DistInfo, all_reduce_min, all_reduce_sum, init, parallelize,
+                                       sync_rollout_policy)
+from vlarl_fast.rl.evaluate import evaluate, evaluation_set
+from vlarl_fast.rl.logging import MetricLogger
+from vlarl_fast.rl.policy_setup import BUILTIN_UNNORM_KEY, build_policy
+from vlarl_fast.rl.progress import Progress
+from vlarl_fast.rl.rollout import RolloutTimes, rollout
+from vlarl_fast.rl.sft import sft_dataset, train_sft
+from vlarl_fast.rl.trajectories import TrajectoryBatch
+from vlarl_fast.rl.update import UpdateSettings, ppo_update
+
+
+def derive_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+@dataclass
+class Trainer:
+    cfg: TrainConfig
+    info: DistInfo = field(default_factory=DistInfo)
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        cfg = self.cfg
+        if cfg.run.torch_threads:
+            torch.set_num_threads(cfg.run.torch_threads)
+        if cfg.run.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(derive_seed(cfg.run.seed, 0))
+        self.out_dir = Path(cfg.run.out_dir)
+        self.tasks = get_tasks(cfg.env.tasks)
+        self.instructions = [t.instruction for t in self.tasks]
+        self.state_env = BuiltinTableEnv()
+        self.policy = build_policy(cfg.policy.image_size, cfg.run.seed, cfg.policy.init)
+        k = self.policy.config.chunk_len
+        self.env = make_chunk_env(cfg.env.backend, cfg.env.num_envs, max_steps=cfg.env.max_chunks * k,
+                                  image_size=cfg.env.image_size, num_threads=cfg.env.num_threads)
+        self.log = MetricLogger(self.out_dir, enabled=self.info.is_main, tensorboard=cfg.run.tensorboard,
+                                wandb=cfg.run.wandb, config=cfg.to_dict(), resume=self._resuming())
+        self.progress = Progress(enabled=cfg.run.progress and self.info.is_main)
+        self.eval_set = evaluation_set(self.state_env, self.tasks, cfg.eval.episodes_per_task, cfg.eval.seed_offset)
+        self.history: list[dict] = []
+        self.start_iteration = 0
+
+    def _resuming(self) -> bool:
+        return self.cfg.run.resume and checkpoint.latest_checkpoint(self.cfg.run.out_dir) is not None
+
+    def close(self) -> None:
+        self.env.close()
+        self.state_env.close()
+        self.log.close()
+        self.progress.close()
+
+    # ------------------------------------------------------------------ SFT
+    def sft(self) -> dict:
+        cfg = self.cfg
+        k = self.policy.config.chunk_len
+        t0 = time.perf_counter()
+        demos = collect_demos(self.tasks, cfg.sft.demos_per_task, cfg.sft.demo_seed, chunk_len=k,
+                              max_chunks=cfg.env.max_chunks)
+        frames, instructions, actions = [], [], []
+        for demo in demos:
+            n = len(demo.states)
+            ids = np.arange(n)
+            frames.append(self.env.reset(demo.states, [demo.task] * n, env_ids=ids))
+            instructions += [demo.task.instruction] * n
+            actions.append(demo.actions)
+        stats = self.policy.norm_stats[BUILTIN_UNNORM_KEY]["action"]
+        x, prompts, y = sft_dataset(np.concatenate(frames), instructions, np.concatenate(actions), stats,
+                                    self.policy.config.n_action_bins)
+        torch.manual_seed(derive_seed(cfg.run.seed, 1))
+        with self.progress.phase("sft", total=cfg.sft.steps) as bar:
+            losses = train_sft(self.policy, x, prompts, y, steps=cfg.sft.steps, lr=cfg.sft.lr,
+                               weight_decay=cfg.sft.weight_decay, log_every=1,
+                               log=lambda step, loss: bar.update(1, loss=f"{loss:.3f}"))
+        metrics = {"sft/loss_first": losses[0] if losses else float("nan"),
+                   "sft/loss_last": losses[-1] if losses else float("nan"),
+                   "sft/samples": len(prompts), "sft/demos": len(demos), "time/sft_s": time.perf_counter() - t0}
+        self.log.log(0, metrics, kind="sft")
+        return metrics
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, step: int, label: str) -> dict:
+        cfg = self.cfg
+        with self.progress.phase(f"eval ({label})", total=None):
+            result = evaluate(self.rollout_policy, self.env, self.eval_set, max_chunks=cfg.env.max_chunks,
+                              temperature=cfg.grpo.temperature, greedy=cfg.eval.greedy,
+                              seed=derive_seed(cfg.run.seed, 2), videos=cfg.eval.videos if self.info.is_main else 0)
+        record = {"step": step, "label": label, "success": result["success"], "per_task": result["per_task"],
+                  "episodes": result["episodes"]}
+        self.history.append(record)
+        metrics = {"success": result["success"], "episodes": result["episodes"], "seconds": result["seconds"],
+                   **{f"success/{k}": v for k, v in result["per_task"].items()}}
+        self.log.log(step, metrics, kind="eval")
+        self.progress.write(f"[eval {label}] step {step}: success {result['success']:.3f} over "
+                            f"{result['episodes']} held-out episodes {result['per_task']}")
+        if result["videos"]:
+            from vlarl_fast.rl.video import write_videos
+
+            write_videos(self.out_dir / "videos" / f"{label}_step{step:06d}", result["videos"])
+        return record
+
+    # ------------------------------------------------------------------ GRPO
+    def build_optimizer(self) -> None:
+        cfg = self.cfg
+        if self.info.enabled:
+            self.rollout_policy = self.policy
+            self.train_policy = parallelize(copy.deepcopy(self.policy), self.info)
+        else:
+            self.train_policy = self.rollout_policy = self.policy
+        params = [p for p in self.train_policy.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.grpo.lr, weight_decay=cfg.grpo.weight_decay)
+        self.update_settings = UpdateSettings(
+            ppo_epochs=cfg.grpo.ppo_epochs, mini_batches=cfg.grpo.mini_batches,
+            micro_batch_size=cfg.grpo.micro_batch_size, clip_low=cfg.grpo.clip_low,
+            clip_high=cfg.grpo.clip_high, max_grad_norm=cfg.grpo.max_grad_norm, temperature=cfg.grpo.temperature)
+
+    def groups_per_rank(self) -> int:
+        g, w = self.cfg.grpo.groups_per_iteration, self.info.world_size
+        if g % w:
+            raise ValueError(f"config field grpo.groups_per_iteration: expected a multiple of the world size {w}, got {g}")
+        return g // w
+
+    def sample_round(self, iteration: int, rnd: int) -> tuple[TrajectoryBatch, RolloutTimes]:
+        """One round of groups on this rank: num_envs // group_size (task, init state) pairs."""
+        cfg = self.cfg
+        n = cfg.grpo.group_size
+        groups = cfg.env.num_envs // n
+        rng = np.random.default_rng(derive_seed(cfg.run.seed, 3, iteration, self.info.rank, rnd))
+        task_idx = rng.integers(0, len(self.tasks), size=groups)
+        seeds = rng.integers(0, TRAIN_SEED_LIMIT, size=groups)
+        states = states_from_seeds(self.state_env, seeds)
+        ep_tasks = [self.tasks[i] for i in np.repeat(task_idx, n)]
+        base = ((iteration * cfg.grpo.max_sample_rounds + rnd) * self.info.world_size + self.info.rank) * groups
+        group_ids = base + np.repeat(np.arange(groups), n)
+        gen = torch.Generator().manual_seed(derive_seed(cfg.run.seed, 4, iteration, self.info.rank, rnd))
+        return rollout(self.rollout_policy, self.env, ep_tasks, np.repeat(states, n, axis=0),
+                       task_ids=np.repeat(task_idx, n), group_ids=group_ids, max_chunks=cfg.env.max_chunks,
+                       temperature=cfg.grpo.temperature, generator=gen)
+
+    def collect_batch(self, iteration: int) -> tuple[TrajectoryBatch | None, dict]:
+        """Dynamic sampling: rounds of rollouts until every rank holds its share of mixed groups."""
+        cfg = self.cfg
+        need = self.groups_per_rank()
+        kept: list[TrajectoryBatch] = []
+        n_kept = 0
+        times = RolloutTimes()
+        task_success = np.zeros((len(self.tasks), 2))  # successes, episodes
+        sampled_groups = 0
+        footprint = 0
+        t0 = time.perf_counter()
+        rounds = 0
+        for rnd in range(cfg.grpo.max_sample_rounds):
+            if n_kept < need:
+                batch, rt = self.sample_round(iteration, rnd)
+                times.add(rt)
+                footprint = max(footprint, batch.nbytes())
+                np.add.at(task_success[:, 0], batch.task_ids, batch.success)
+                np.add.at(task_success[:, 1], batch.task_ids, 1)
+                sampled_groups += len(np.unique(batch.group_ids))
+                groups = grpo.mixed_groups(batch) if cfg.grpo.filter_groups else np.unique(batch.group_ids)
+                groups = groups[: need - n_kept]
+                if groups.size:
+                    kept.append(grpo.keep_groups(batch, groups))
+                    n_kept += groups.size
+            rounds += 1
+            if all_reduce_min(n_kept, self.info) >= need:
+                break
+        use = all_reduce_min(n_kept, self.info)  # every rank updates on the same number of groups
+        batch = None
+        if use > 0:
+            batch = TrajectoryBatch.concat(kept)
+            keep_ids = np.unique(batch.group_ids)[:use]
+            batch = grpo.keep_groups(batch, keep_ids)
+        wall = time.perf_counter() - t0
+        totals = all_reduce_sum(np.concatenate([task_success.reshape(-1),
+                                                [sampled_groups, times.env_steps, times.env_s, times.policy_s,
+                                                 footprint, 0 if batch is None else len(batch)]]), self.info)
+        ts = totals[: task_success.size].numpy().reshape(task_success.shape)
+        sampled, env_steps, env_s, policy_s, foot, n_traj = totals[task_success.size:].tolist()
+        w = self.info.world_size
+        metrics = {
+            "rollout/success": float(ts[:, 0].sum() / max(ts[:, 1].sum(), 1)),
+            **{f"rollout/success/{t.name}": float(ts[i, 0] / ts[i, 1]) for i, t in enumerate(self.tasks) if ts[i, 1]},
+            "rollout/groups_sampled": sampled,
+            "rollout/groups_kept": float(use * w),
+            "rollout/rounds": rounds,
+            "rollout/trajectories": n_traj,
+            "perf/env_steps": env_steps,
+            "perf/env_steps_per_s": env_steps / max(wall, 1e-9) ,
+            "time/rollout_s": wall,
+            "time/rollout_env_s": env_s / w,
+            "time/rollout_policy_s": policy_s / w,
+            "memory/trajectory_bytes": foot / w / max(cfg.env.num_envs, 1),
+        }
+        return batch, metrics
+
+    def update(self, iteration: int, batch: TrajectoryBatch) -> dict:
+        adv = grpo.advantages(batch)
+        gen = torch.Generator().manual_seed(derive_seed(self.cfg.run.seed, 5, iteration))
+        metrics = ppo_update(self.train_policy, self.optimizer, batch, adv, self.instructions,
+                             self.update_settings, self.info, gen)
+        sync_rollout_policy(self.train_policy, self.rollout_policy, self.info)
+        return metrics
+
+    def save(self, step: int) -> None:
+        template = self.rollout_policy if not self.info.enabled else copy.deepcopy(self.rollout_policy)
+        path = checkpoint.save_checkpoint(self.out_dir, step, self.train_policy, self.optimizer, self.info,
+                                          policy_template=template,
+                                          extra={"config": self.cfg.to_dict(), "history": self.history})
+        if path is not None:
+            self.progress.write(f"[checkpoint] {path}")
+
+    def try_resume(self) -> bool:
+        if not self.cfg.run.resume:
+            return False
+        path = checkpoint.latest_checkpoint(self.out_dir)
+        if path is None:
+            return False
+        state = checkpoint.restore(path, self.train_policy, self.optimizer, self.info)
+        sync_rollout_policy(self.train_policy, self.rollout_policy, self.info)
+        self.start_iteration = int(state["step"])
+        self.history = list(state.get("history", []))
+        self.progress.write(f"[resume] from {path} at GRPO iteration {self.start_iteration}")
+        return True
+
+    # ------------------------------------------------------------------ the job
+    def run(self) -> dict:
+        cfg = self.cfg
+        self.setup()
+        self.rollout_policy = self.policy
+        t_start = time.perf_counter()
+        try:
+            self.build_optimizer()
+            resumed = self.try_resume()
+            if not resumed:
+                if cfg.sft.enabled and not cfg.policy.init:
+                    self.sft()
+                    self.policy.eval()
+                    if self.info.enabled:  # SFT ran identically on every rank; shard the result
+                        self.build_optimizer()
+                if cfg.eval.episodes_per_task:
+                    self.evaluate(0, "sft")
+            iterations_this_process = 0
+            self.progress.start(self.start_iteration, cfg.grpo.iterations)
+            for it in range(self.start_iteration, cfg.grpo.iterations):
+                t_it = time.perf_counter()
+                self.progress.set_phase(f"grpo {it + 1}/{cfg.grpo.iterations}: rollout")
+                batch, metrics = self.collect_batch(it)
+                if batch is not None:
+                    self.progress.set_phase(f"grpo {it + 1}/{cfg.grpo.iterations}: update")
+                    metrics.update(self.update(it, batch))
+                    metrics["memory/batch_bytes"] = batch.nbytes()
+                else:
+                    metrics["update/skipped"] = 1.0
+                metrics["time/iteration_s"] = time.perf_counter() - t_it
+                step = it + 1
+                self.log.log(step, metrics)
+                self.progress.iteration(step, cfg.grpo.iterations, metrics)
+                if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.grpo.iterations:
+                    self.evaluate(step, "grpo")
+                if (cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0) or step == cfg.grpo.iterations:
+                    self.save(step)
+                iterations_this_process += 1
+                if cfg.run.stop_after and iterations_this_process >= cfg.run.stop_after:
+                    return {"stopped_at": step, "history": self.history}
+            if cfg.grpo.iterations and cfg.eval.episodes_per_task and \
+                    not (self.history and self.history[-1]["label"] == "final"):
+                self.evaluate(cfg.grpo.iterations, "final")
+                if self.info.is_main:
+                    self._write_summary(time.perf_counter() - t_start)
+            return {"history": self.history, "wall_s": time.perf_counter() - t_start}
+        finally:
+            self.close()
+
+    def _write_summary(self, wall: float) -> None:
+        import json
+
+        (self.out_dir / "summary.json").write_text(json.dumps({"history": self.history, "wall_s": wall}, indent=2))
+
+
+def train(cfg: TrainConfig) -> dict:
+    info = init()
+    return Trainer(cfg, info).run()
