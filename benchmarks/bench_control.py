@@ -81,19 +81,34 @@ def _worker(conn, scene: str) -> None:
     conn.close()
 
 
-def _median_rate(fn, steps_per_call: int, repeats: int, warmup: bool = True) -> float:
-    """Median control steps/s over `repeats` timed calls of fn (after one warm-up call)."""
+def _proc_cpu_seconds(pids) -> float:
+    """CPU seconds (user + system) used so far by other processes (Linux /proc)."""
+    total = 0.0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _median_rate(fn, steps_per_call: int, repeats: int, warmup: bool = True, pids=()):
+    """Medians over `repeats` timed calls of fn (after one warm-up call) of control steps per
+    wall-clock second and per CPU second (this process's threads plus processes `pids`): the
+    second is what one core delivers, whatever else the machine runs."""
     if warmup:
         fn()
-    rates = []
+    rates, cpu_rates = [], []
     for _ in range(repeats):
+        c = time.process_time() + _proc_cpu_seconds(pids)
         t = time.perf_counter()
         fn()
         rates.append(steps_per_call / (time.perf_counter() - t))
-    return statistics.median(rates)
+        cpu = time.process_time() + _proc_cpu_seconds(pids) - c
+        cpu_rates.append(steps_per_call / max(cpu, 1e-9))
+    return statistics.median(rates), statistics.median(cpu_rates)
 
 
-def bench_robosuite(env, state, actions, repeats: int) -> float:
+def bench_robosuite(env, state, actions, repeats: int):
     def call():
         env.sim.set_state_from_flattened(state)
         env.sim.forward()
@@ -102,7 +117,7 @@ def bench_robosuite(env, state, actions, repeats: int) -> float:
     return _median_rate(call, len(actions), repeats)
 
 
-def bench_multiprocess(scene: str, workers: int, state, actions, repeats: int) -> float:
+def bench_multiprocess(scene: str, workers: int, state, actions, repeats: int):
     ctx = mp.get_context("fork")
     pipes, procs = [], []
     for _ in range(workers):
@@ -126,7 +141,8 @@ def bench_multiprocess(scene: str, workers: int, state, actions, repeats: int) -
                     c.send(("chunk", chunk_actions))
                 for c in pipes:
                     c.recv()
-        return _median_rate(call, workers * actions.shape[0] * k, repeats)
+        return _median_rate(call, workers * actions.shape[0] * k, repeats,
+                            pids=[p.pid for p in procs])
     finally:
         for c in pipes:
             c.send(None)
@@ -166,7 +182,8 @@ def bench_native(env, n: int, threads: int, state, actions, repeats: int):
         for _ in range(repeats):
             native.append(_median_rate(chunk, steps, 1, warmup=False))
             limit.append(_median_rate(physics, steps, 1, warmup=False))
-    return statistics.median(native), statistics.median(limit)
+    med = lambda xs, i: statistics.median(x[i] for x in xs)  # noqa: E731
+    return (med(native, 0), med(native, 1)), (med(limit, 0), med(limit, 1))
 
 
 def run(smoke: bool = False, scene: str = "Lift", num_envs: int = 8, chunk: int = 8) -> str:
@@ -203,14 +220,18 @@ def run(smoke: bool = False, scene: str = "Lift", num_envs: int = 8, chunk: int 
         f"{', SMOKE' if smoke else ''}",
         f"machine: {_cpu_name()}, {cores} cores available, load average before "
         f"{load:.1f}, python {platform.python_version()}",
-        f"{'':46s}{'steps/s':>10s}{'per core':>10s}{'x robosuite/core':>18s}",
+        "control steps per second: wall clock (all cores used), per core (wall / cores used),"
+        " per CPU second (CPU time of all threads and worker processes)",
+        f"{'':44s}{'wall':>9s}{'per core':>10s}{'per CPU-s':>11s}{'x robosuite':>13s}",
     ]
-    for name, rate, used in rows:
-        lines.append(f"{name:46s}{rate:10.1f}{rate / used:10.1f}{rate / used / rs:17.1f}x")
+    base = rs[1]
+    for name, (wall, cpu), used in rows:
+        lines.append(f"{name:44s}{wall:9.1f}{wall / used:10.1f}{cpu:11.1f}{cpu / base:12.1f}x")
+    lines.append("(x robosuite: per CPU second, relative to robosuite env.step in 1 process)")
     for threads in (1, 2):
-        native, limit = limits[threads]
+        (nw, nc), (lw, lc) = limits[threads]
         lines.append(f"native / physics limit, {threads} thread{'s' * (threads > 1)}: "
-                     f"{native / limit:.3f}")
+                     f"{nw / lw:.3f} (wall), {nc / lc:.3f} (per CPU second)")
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ def make_env(scene: str, robot: str = "Panda"):
         controller_configs=suite.load_controller_config(default_controller="OSC_POSE"),
         has_renderer=False, has_offscreen_renderer=False, use_camera_obs=False,
         ignore_done=True, hard_reset=False, reward_shaping=False)
+    np.random.seed(0)  # robosuite's object placement and init noise draw from np.random
     env.reset()
     return env
 
