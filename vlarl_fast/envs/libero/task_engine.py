@@ -194,5 +194,22 @@ class LiberoTaskEngine:
                          steps_executed=executed, episode_steps=self.episode_steps[ids].copy(),
                          frames=frames)
 
+    def proprio(self, env_ids=None) -> np.ndarray:
+        """[n, 8]: end-effector position, end-effector orientation as axis-angle, gripper qpos
+        (OpenVLA-OFT's LIBERO state: eef_pos, quat2axisangle(eef_quat), gripper_qpos), at the
+        end of the last control step."""
+        ids = self._ids(env_ids)
+        obs = self.engine.spec.observation
+        pos = self.engine.field("site_xpos")[ids, obs["eef_site"]]
+        quat = self.engine.field("xquat")[ids, obs["eef_body"]]  # (w, x, y, z)
+        grip = self.engine.qpos[ids][:, list(obs["gripper_qpos"])]
+        w = np.clip(quat[:, 0], -1.0, 1.0)
+        den = np.sqrt(1.0 - w * w)
+        angle = 2.0 * np.arccos(w)
+        safe = den > 1e-12
+        axis = np.zeros((ids.size, 3))
+        axis[safe] = quat[safe, 1:] * (angle[safe] / den[safe])[:, None]
+        return np.concatenate([pos, axis, grip], axis=1)
+
     def close(self) -> None:
         self.engine.close()
