@@ -243,16 +243,21 @@ void BatchRenderer::render_env(int env, int worker, std::uint8_t* out) {
   const std::size_t camera_bytes = frame_bytes_ / camera_ids_.size();
   for (std::size_t c = 0; c < camera_ids_.size(); ++c) {
     camera.fixedcamid = camera_ids_[c];
+    // OpenGL's row order is the output's: read straight into it, else via the scratch buffer.
+    const bool direct = options_.convention == ImageConvention::kOpenGL;
+    unsigned char* target = direct ? out + camera_bytes * c : w.scratch.data();
     RenderCtx ctx{batch_->model(), batch_->data(env), &option, &perturb, &camera,
                   &w.scene, &w.context, mjrRect{0, 0, options_.width, options_.height},
-                  w.scratch.data(), !options_.fast};
+                  target, !options_.fast};
     std::string error;
     if (!guarded_call(&render_camera, &ctx, &error)) {
       throw MujocoError("render of env " + std::to_string(env) + ", camera '" +
                         options_.cameras[c] + "': " + error);
     }
-    convert(w.scratch.data(), out + camera_bytes * c, options_.height, options_.width,
-            options_.convention);
+    if (!direct) {
+      convert(w.scratch.data(), out + camera_bytes * c, options_.height, options_.width,
+              options_.convention);
+    }
   }
 }
 
