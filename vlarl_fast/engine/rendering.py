@@ -114,6 +114,9 @@ class RenderMixin:
                                                  groups)
             except RuntimeError as exc:
                 reason = str(exc)
+            except BaseException:  # bad camera name, ...: stop the workers before raising
+                self._batch.close()
+                raise
         if reason:
             self._batch.close()
             raise RuntimeError(
