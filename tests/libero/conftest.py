@@ -57,3 +57,18 @@ def get_reference():
     return lambda suite, index=0: cached(
         ("reference", suite, index),
         lambda: make_libero_env(get_task(suite, index), height=FRAME, width=FRAME))
+
+
+@pytest.fixture(scope="session")
+def scene_dict(get_scene):
+    """A scenes dict (as LiberoBatch / evaluate_suite take) pre-filled from the session cache."""
+    class _Scenes(dict):
+        def __missing__(self, key):
+            self[key] = get_scene(*key)
+            return self[key]
+
+        def __contains__(self, key):
+            self[key]  # build (or fetch) on first lookup
+            return True
+
+    return _Scenes()

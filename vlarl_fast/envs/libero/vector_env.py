@@ -37,14 +37,15 @@ class LiberoVectorEnv(VectorEnv):
                  *, chunk: int = 8, num_threads: int | None = None, cameras=CAMERAS,
                  height: int = 256, width: int = 256, image_convention: str = "openvla",
                  max_steps: int | None = None, settle_steps: int = SETTLE_STEPS,
-                 render_mode: str = "rgb_array", **render_options):
+                 render_mode: str = "rgb_array", scenes: dict | None = None,
+                 **render_options):
         tasks = suite_tasks(suite)
         if task_ids is not None:
             tasks = [tasks[i] for i in task_ids]
         self.batch = LiberoBatch(tasks, envs_per_task, num_threads, cameras=cameras,
                                  height=height, width=width, image_convention=image_convention,
                                  max_steps=max_steps, settle_steps=settle_steps,
-                                 **render_options)
+                                 scenes=scenes, **render_options)
         self.num_envs = self.batch.num_envs
         self.chunk = int(chunk)
         self.render_mode = render_mode
