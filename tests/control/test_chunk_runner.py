@@ -265,3 +265,24 @@ def test_controller_goal_override_matches_robosuite(lift):
         np.testing.assert_array_equal(engine.controller_goal(1)[1], goal_ori)
         with pytest.raises(ValueError, match="goal_ori must be finite with shape"):
             engine.set_controller_goal(np.zeros(3), np.eye(2), grip)
+
+
+def test_unstable_env_stops_alone(lift):
+    from vlarl_fast.engine import EnvStatus
+
+    env, states, _ = lift
+    actions = np.random.default_rng(6).uniform(-1, 1, size=(2, 4, 7))
+    with Engine.from_robosuite(env, 2, 2) as engine:
+        engine.set_state(states[0])
+        reference = engine.step_chunk(actions).eef_pos.copy()
+        engine.set_state(states[0])
+        engine.qvel[0, 0] = 1e12  # MuJoCo flags the velocity as bad at the next step
+        res = engine.step_chunk(actions)
+        assert engine.status.tolist() == [EnvStatus.UNSTABLE, EnvStatus.OK]
+        assert res.done[0].all() and not res.done[1].any() and not res.success.any()
+        assert res.steps_executed.tolist() == [1, 4]
+        np.testing.assert_array_equal(res.eef_pos[1], reference[1])
+        assert engine.last_chunk is res
+        assert engine.step_chunk(actions).steps_executed.tolist() == [0, 4]
+        engine.set_state(states[0])  # a new episode clears the status
+        assert engine.status.tolist() == [EnvStatus.OK, EnvStatus.OK]

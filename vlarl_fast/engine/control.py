@@ -69,6 +69,8 @@ class ControlMixin:
 
     _runner = None
     spec = None  # RobosuiteSpec of an engine built by from_robosuite
+    last_chunk = None  # the ChunkResult of the last step_chunk
+    frames_every = None  # [n, K, cameras, H, W, 3] of the last step_chunk(render="every")
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -244,4 +246,7 @@ class ControlMixin:
 
             details = "; ".join(f"env {i}: {self.status_message(i)}" for i in failed)
             raise MujocoError(f"MuJoCo error in {len(failed)} env(s) (others stepped): {details}")
-        return buf.result(ids)
+        self.last_chunk = buf.result(ids)
+        if self.last_chunk.frames_every is not None:
+            self.frames_every = self.last_chunk.frames_every
+        return self.last_chunk
