@@ -167,6 +167,11 @@ def _coerce(name: str, tp, value):
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ValueError(f"config field {name}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):

@@ -1,0 +1,35 @@
+"""Recipes load, overrides apply, and bad values name the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from vlarl_fast.recipes import load_config
+
+
+def test_default_recipe_and_overrides():
+    cfg = load_config("builtin_cpu", ["grpo.lr=1e-5", "env.tasks=[touch_red]", "eval.greedy=false"])
+    assert cfg.grpo.lr == 1e-5 and cfg.env.tasks == ["touch_red"] and cfg.eval.greedy is False
+    assert cfg.grpo.group_size == 8 and cfg.grpo.temperature == 1.6
+    assert (cfg.grpo.clip_low, cfg.grpo.clip_high) == (0.2, 0.28)
+    assert load_config("builtin_learn").grpo.iterations > cfg.grpo.iterations
+
+
+@pytest.mark.parametrize("override, message", [
+    ("grpo.lr=-1", "grpo.lr"),
+    ("grpo.lr=abc", "grpo.lr"),
+    ("grpo.nope=1", "grpo.nope"),
+    ("nosection.x=1", "nosection"),
+    ("env.num_envs=12", "env.num_envs"),
+    ("env.tasks=[fly_away]", "env.tasks"),
+    ("env.backend=gpu", "env.backend"),
+    ("grpo.group_size=1", "grpo.group_size"),
+])
+def test_bad_values_name_the_field(override, message):
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        load_config("builtin_cpu", [override])
+
+
+def test_unknown_recipe_lists_available():
+    with pytest.raises(FileNotFoundError, match="builtin_cpu"):
+        load_config("no_such_recipe")
