@@ -181,3 +181,26 @@ def test_egl_device_by_index(tiny):
     with pytest.raises(RuntimeError, match=f"EGL device index {count} is out of range: "
                                            f"{count} EGL device"):
         Engine(tiny, 1, 1, cameras=["front"], height=8, width=8, egl_device=count)
+
+
+def test_engines_without_cameras_never_load_egl():
+    """With Python's mujoco GL disabled, only an engine with cameras loads libEGL (dlopen), and
+    it renders whatever MUJOCO_GL says."""
+    code = textwrap.dedent("""
+        import mujoco
+        from vlarl_fast.engine import Engine
+        model = mujoco.MjModel.from_xml_string(XML)
+        engine = Engine(model, 2, 2)
+        engine.step(None, 3)
+        loaded = lambda: "libEGL" in open("/proc/self/maps").read()
+        assert not loaded(), "libEGL loaded by an engine without cameras"
+        with Engine(model, 1, 1, cameras=["front"], height=8, width=8) as seeing:
+            seeing.forward()
+            assert seeing.render().any()
+        assert loaded()
+        print("OK")
+    """).replace("XML", repr(TINY_XML))
+    env = dict(os.environ, MUJOCO_GL="disable")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr
