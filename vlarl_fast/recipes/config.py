@@ -63,6 +63,7 @@ class GRPOConfig:
     clip_low: float = 0.2
     clip_high: float = 0.28
     max_grad_norm: float = 1.0
+    seed_pool: list[int] = field(default_factory=list)  # init-state seeds to train on (empty: fresh draws)
 
 
 @dataclass
@@ -71,6 +72,7 @@ class EvalConfig:
     greedy: bool = True
     every: int = 0  # evaluate every N GRPO iterations (0: only before and after GRPO)
     seed_offset: int = 0
+    repeats: int = 1  # episodes per (task, initial state); > 1 with greedy=false measures the sampled policy
     videos: int = 0  # mp4 videos to write per evaluation
 
 
@@ -128,6 +130,7 @@ class TrainConfig:
         _check(g.clip_high > 0, "grpo.clip_high", "> 0", g.clip_high)
         _check(g.max_grad_norm > 0, "grpo.max_grad_norm", "> 0", g.max_grad_norm)
         _check(self.eval.episodes_per_task >= 0, "eval.episodes_per_task", ">= 0", self.eval.episodes_per_task)
+        _check(self.eval.repeats >= 1, "eval.repeats", ">= 1", self.eval.repeats)
         _check(self.eval.every >= 0, "eval.every", ">= 0", self.eval.every)
         _check(self.run.checkpoint_every >= 0, "run.checkpoint_every", ">= 0", self.run.checkpoint_every)
         _check(self.run.stop_after >= 0, "run.stop_after", ">= 0", self.run.stop_after)

@@ -27,7 +27,7 @@ def run_eval(cfg: TrainConfig, policy_dir: Path | None, *, episodes_per_task: in
                          image_size=cfg.env.image_size, num_threads=cfg.env.num_threads)
     try:
         eval_set = evaluation_set(state_env, tasks, episodes_per_task or cfg.eval.episodes_per_task,
-                                  cfg.eval.seed_offset)
+                                  cfg.eval.seed_offset, cfg.eval.repeats)
         result = evaluate(policy, env, eval_set, max_chunks=cfg.env.max_chunks, temperature=cfg.grpo.temperature,
                           greedy=cfg.eval.greedy, seed=cfg.run.seed, videos=videos)
     finally:

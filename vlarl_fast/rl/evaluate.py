@@ -16,10 +16,14 @@ from vlarl_fast.envs.builtin.init_states import eval_seeds, states_from_seeds
 from vlarl_fast.rl.rollout import rollout
 
 
-def evaluation_set(state_env, tasks, episodes_per_task: int, seed_offset: int = 0):
-    """(tasks per episode, task ids, states [E, S]) of the fixed held-out set."""
+def evaluation_set(state_env, tasks, episodes_per_task: int, seed_offset: int = 0, repeats: int = 1):
+    """(tasks per episode, task ids, states [E, S]) of the fixed held-out set: `episodes_per_task`
+    initial states per task, each `repeats` times (consecutive)."""
+    if episodes_per_task == 0:
+        return [], np.zeros(0, dtype=np.int64), np.zeros((0, 0))
     seeds = eval_seeds(episodes_per_task, seed_offset)
-    states = states_from_seeds(state_env, seeds)
+    states = np.repeat(states_from_seeds(state_env, seeds), repeats, axis=0)
+    episodes_per_task *= repeats
     ep_tasks, ep_ids, ep_states = [], [], []
     for t_index, task in enumerate(tasks):
         ep_tasks += [task] * episodes_per_task

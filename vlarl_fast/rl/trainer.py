@@ -62,7 +62,8 @@ class Trainer:
         self.log = MetricLogger(self.out_dir, enabled=self.info.is_main, tensorboard=cfg.run.tensorboard,
                                 wandb=cfg.run.wandb, config=cfg.to_dict(), resume=self._resuming())
         self.progress = Progress(enabled=cfg.run.progress and self.info.is_main)
-        self.eval_set = evaluation_set(self.state_env, self.tasks, cfg.eval.episodes_per_task, cfg.eval.seed_offset)
+        self.eval_set = evaluation_set(self.state_env, self.tasks, cfg.eval.episodes_per_task, cfg.eval.seed_offset,
+                                       cfg.eval.repeats)
         self.history: list[dict] = []
         self.start_iteration = 0
 
@@ -152,7 +153,10 @@ class Trainer:
         groups = cfg.env.num_envs // n
         rng = np.random.default_rng(derive_seed(cfg.run.seed, 3, iteration, self.info.rank, rnd))
         task_idx = rng.integers(0, len(self.tasks), size=groups)
-        seeds = rng.integers(0, TRAIN_SEED_LIMIT, size=groups)
+        if cfg.grpo.seed_pool:
+            seeds = rng.choice(np.asarray(cfg.grpo.seed_pool), size=groups)
+        else:
+            seeds = rng.integers(0, TRAIN_SEED_LIMIT, size=groups)
         states = states_from_seeds(self.state_env, seeds)
         ep_tasks = [self.tasks[i] for i in np.repeat(task_idx, n)]
         base = ((iteration * cfg.grpo.max_sample_rounds + rnd) * self.info.world_size + self.info.rank) * groups
