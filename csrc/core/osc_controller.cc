@@ -11,6 +11,8 @@
 namespace vlarl {
 namespace {
 
+constexpr double kSingularPivot = 1e-13;
+
 double clip(double x, double lo, double hi) { return std::min(std::max(x, lo), hi); }
 
 double sign(double x) { return x > 0 ? 1.0 : (x < 0 ? -1.0 : 0.0); }
@@ -253,18 +255,25 @@ void OscController::compute_control(mjData* d, const double* action, OscState* s
   double* Jbar = MinvJt + 6 * n;         // [n, 6]
   double* nullspace = Jbar + 6 * n;      // [n, n]
   double* scratch = nullspace + n * n;   // inversion workspace [2 * 6 * 6] or [2 * n * n]
-  invert(M, n, Minv, scratch);
+  // robosuite: inv(M) and pinv(lambda^-1). Gauss-Jordan equals both up to rounding for
+  // matrices well away from singular; when a pivot falls to 1e-13 of the diagonal's scale, the
+  // symmetric pseudo-inverse with numpy's cutoff takes over (it also equals the inverse while
+  // every eigenvalue is above 1e-15 of the largest).
+  auto inverse = [scratch](const double* A, int size, double* out) {
+    if (!invert(A, size, out, scratch, kSingularPivot)) pinv_symmetric(A, size, out, scratch);
+  };
+  inverse(M, n, Minv);
   matmul(J, Minv, 6, n, n, JMinv);
   matmul_bt(JMinv, J, 6, n, 6, lambda_full_inv);
-  invert(lambda_full_inv, 6, lambda_full, scratch);
+  inverse(lambda_full_inv, 6, lambda_full);
   // J_pos M^-1 J_pos^T and J_ori M^-1 J_ori^T are the diagonal blocks of lambda_full_inv,
   // computed by robosuite with the same sums in the same order.
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 3; ++j) tmp33[3 * i + j] = lambda_full_inv[6 * i + j];
-  invert(tmp33, 3, lambda_pos, scratch);
+  inverse(tmp33, 3, lambda_pos);
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 3; ++j) tmp33[3 * i + j] = lambda_full_inv[6 * (3 + i) + 3 + j];
-  invert(tmp33, 3, lambda_ori, scratch);
+  inverse(tmp33, 3, lambda_ori);
   matmul_bt(Minv, J, n, n, 6, MinvJt);
   matmul(MinvJt, lambda_full, n, 6, 6, Jbar);
   matmul(Jbar, J, n, 6, n, nullspace);  // Jbar @ J_full, then I - that

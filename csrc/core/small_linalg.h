@@ -13,7 +13,12 @@ void matvec(const double* A, const double* x, int m, int n, double* y);
 // y[n] = A[m, n]^T @ x[m]
 void matvec_t(const double* A, const double* x, int m, int n, double* y);
 // out = A^-1 (A is n x n) by Gauss-Jordan elimination with partial pivoting. work: 2 * n * n
-// doubles. Returns false (out undefined) when a pivot is exactly zero.
-bool invert(const double* A, int n, double* out, double* work);
+// doubles. Returns false (out undefined) when a pivot's magnitude is at or below
+// rel_pivot_tol x the largest |A_ii| (0: only an exactly zero pivot fails).
+bool invert(const double* A, int n, double* out, double* work, double rel_pivot_tol = 0.0);
+// out = pinv(A) for a symmetric A (n <= 16) as numpy's pinv defines it (singular values at or
+// below 1e-15 x the largest are dropped), from a cyclic Jacobi eigen-decomposition. work:
+// 2 * n * n doubles. The controller's fallback when a matrix is exactly singular.
+void pinv_symmetric(const double* A, int n, double* out, double* work);
 
 }  // namespace vlarl

@@ -13,6 +13,7 @@
 #include "../core/chunk_runner.h"
 #include "../core/env_batch.h"
 #include "../core/mujoco_guard.h"
+#include "../core/small_linalg.h"
 #include "bindings.h"
 
 #if __has_include("../core/batch_renderer.h")
@@ -136,6 +137,24 @@ void bind_control(py::module_& m) {
         return out;
       },
       py::arg("v"), "robosuite's quat2mat(axisangle2quat(v)) with its float32 steps");
+
+  m.def(
+      "osc_inverse",
+      [](F64 a) {
+        if (a.ndim() != 2 || a.shape(0) != a.shape(1) || a.shape(0) < 1 || a.shape(0) > 16) {
+          throw py::value_error("a: expected a square matrix of size 1 to 16");
+        }
+        const int n = static_cast<int>(a.shape(0));
+        py::array_t<double> out({n, n});
+        std::vector<double> work(2 * n * n);
+        if (!invert(a.data(), n, out.mutable_data(), work.data(), 1e-13)) {
+          pinv_symmetric(a.data(), n, out.mutable_data(), work.data());
+        }
+        return out;
+      },
+      py::arg("a"),
+      "The controller's inverse: Gauss-Jordan, or for a (numerically) singular symmetric "
+      "matrix numpy's pinv (Jacobi eigen-decomposition)");
 
   py::class_<ChunkRunner, RunnerPtr>(m, "ChunkRunner")
       .def(py::init([](std::shared_ptr<EnvBatch> batch, py::dict spec, py::dict obs,
