@@ -1,7 +1,8 @@
 """Benchmark of the fused action log-prob (and, on a GPU, the fused GRPO loss).
 
     python benchmarks/bench_kernels.py            # OpenVLA-OFT sizes: H=4096, V=32064, 256 bins
-    python benchmarks/bench_kernels.py --smoke    # tiny sizes, seconds
+    python benchmarks/bench_kernels.py --smoke    # tiny sizes
+    python benchmarks/bench_kernels.py --threads 1   # one torch thread per case
 
 Action log-prob, forward + backward, methods measured in the same run:
   simplevla  SimpleVLA-RL's path: full-vocabulary logits h W^T, slice [-320:-64], / temperature,
@@ -48,7 +49,7 @@ CHUNK_TOKENS = 56  # 8 actions x 7 dims per forward pass
 def sizes(smoke: bool) -> dict:
     if smoke:
         return dict(hidden=256, vocab=2048, trajectories=(2,), reps=3, dtype="bfloat16")
-    return dict(hidden=4096, vocab=32064, trajectories=(16, 32), reps=3, dtype="bfloat16")
+    return dict(hidden=4096, vocab=32064, trajectories=(16, 64), reps=2, dtype="bfloat16")
 
 
 # ----------------------------------------------------------------------------- methods
@@ -91,6 +92,8 @@ def _reset_high_water() -> bool:
 
 
 def cpu_worker(spec: dict) -> dict:
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
     dtype = getattr(torch, spec["dtype"])
     n_tokens, hidden_size, vocab = spec["tokens"], spec["hidden"], spec["vocab"]
@@ -254,7 +257,7 @@ def action_table(title: str, results: list[tuple[int, str, dict]]) -> list[str]:
         elif method == "bound":
             speed = b["fwd_ms"] / r["fwd_ms"]
         less = None
-        if r["fwd_peak_mb"] is not None and b["fwd_peak_mb"] is not None:
+        if method != "bound" and r["fwd_peak_mb"] is not None and b["fwd_peak_mb"] is not None:
             less = b["fwd_peak_mb"] / max(r["fwd_peak_mb"], 0.1)
         lines.append(f"{f'{n_traj}x{CHUNK_TOKENS} tok':>12} {method:<22} {_fmt(r['fwd_ms']):>10} "
                      f"{_fmt(r['total_ms']):>11} {_fmt(speed, '{:.1f}'):>9} "
@@ -263,8 +266,11 @@ def action_table(title: str, results: list[tuple[int, str, dict]]) -> list[str]:
     return lines
 
 
-def run(smoke: bool) -> str:
-    """Runs the benchmark and returns the table (the `vlarl-fast bench kernels` CLI prints it)."""
+def run(smoke: bool, threads: int | None = None) -> str:
+    """Runs the benchmark and returns the table (the `vlarl-fast bench kernels` CLI prints it).
+    `threads`: torch CPU threads per case (default: torch's choice). On a CPU shared with other
+    jobs, 1 thread avoids OpenMP barrier stalls that penalise many small ops far more than one
+    large matmul."""
     cfg = sizes(smoke)
     on_gpu = torch.cuda.is_available()
     head = (f"action log-prob: H={cfg['hidden']} V={cfg['vocab']} bins={N_BINS} "
@@ -291,14 +297,17 @@ def run(smoke: bool) -> str:
                 out.append(f"{f'{n_seq}x{seq_len}':>14} {r['method']:<16} {r['ms']:>9.4f} "
                            f"{r['gbs']:>8.0f} {r['frac'] * 100:>7.0f}%")
     else:
-        out.append(f"device: CPU, {os.cpu_count()} cores, torch {torch.__version__} "
-                   f"(no GPU: Triton rows need CUDA)")
+        load = os.getloadavg()[0]
+        n_threads = threads or torch.get_num_threads()
+        out.append(f"device: CPU, {os.cpu_count()} cores, {n_threads} torch thread(s), load "
+                   f"average {load:.1f} at start, torch {torch.__version__} (no GPU: Triton rows "
+                   f"need CUDA)")
         results = []
         for n_traj in cfg["trajectories"]:
             for method in ("simplevla", "fused", "bound"):
                 spec = dict(tokens=n_traj * CHUNK_TOKENS, hidden=cfg["hidden"],
                             vocab=cfg["vocab"], dtype=cfg["dtype"], method=method,
-                            reps=cfg["reps"] if method == "simplevla" else 5)
+                            reps=cfg["reps"] if method == "simplevla" else 5, threads=threads)
                 results.append((n_traj, method, run_cpu_case(spec)))
         out += action_table(head + " (CPU, peak = RSS high-water over the inputs)", results)
         out.append("fwd+bwd peak includes the dense [V, H] weight gradient that autograd "
@@ -310,12 +319,14 @@ def run(smoke: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads per case (default: torch's choice)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(cpu_worker(json.loads(args.worker))))
         return
-    print(run(args.smoke))
+    print(run(args.smoke, args.threads))
 
 
 if __name__ == "__main__":

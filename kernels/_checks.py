@@ -50,8 +50,9 @@ def check_labels(labels: torch.Tensor, expected_shape: tuple, n_bins: int) -> No
         raise TypeError(f"labels must have an integer dtype in {LABEL_DTYPES}, got {labels.dtype}")
     if tuple(labels.shape) != tuple(expected_shape):
         raise ValueError(f"labels must have shape {tuple(expected_shape)}, got {tuple(labels.shape)}")
-    # one host sync per call, skipped while torch.compile traces (the kernels then read
-    # out-of-range labels as "no label": log-prob -inf is never produced, see docs/kernels.md)
+    # one host sync per call; skipped while torch.compile traces, where no host sync is wanted
+    # (out-of-range labels are then the caller's bug: the Triton kernels return a finite but
+    # meaningless log-prob, torch's gather raises)
     if labels.numel() and not torch.compiler.is_compiling():
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= n_bins:

@@ -1,5 +1,5 @@
 """PyTorch CPU path of the action log-prob: an autograd Function that walks the tokens in
-chunks and saves only three numbers per token, so neither the full-vocabulary logits nor an
+chunks and saves only two numbers per token (max and log-sum-exp parts), so neither the full-vocabulary logits nor an
 fp32 copy of the hidden states ever exist.
 
 Same maths as action_logprob.py (see there). Forward, per chunk of TOKEN_CHUNK tokens:

@@ -32,8 +32,6 @@ from ._triton_setup import HAS_TRITON, interpreting, next_pow2, tl, triton
 from .dispatch import select_backend
 from .reference import AGG_MODES, MASKED_MEAN_EPS, grpo_loss_torch
 
-_AGG_CODES = {mode: i for i, mode in enumerate(AGG_MODES)}
-
 if HAS_TRITON:
 
     @triton.jit
