@@ -4,7 +4,7 @@
     vlarl-fast train --recipe builtin_cpu grpo.iterations=40 grpo.lr=1e-4
     torchrun --nproc-per-node 2 -m vlarl_fast.cli train run.out_dir=runs/ddp
     vlarl-fast eval --checkpoint runs/builtin/checkpoints/latest --episodes 50 --videos 4
-    vlarl-fast eval --suite libero_spatial --checkpoint <openvla-oft dir>
+    vlarl-fast eval --suite libero_spatial --policy <openvla-oft dir> [--num-init-states 10 ...]
     vlarl-fast bench [engine|control|render|kernels|policy|libero|grpo] [--smoke]
 
 Overrides are `section.field=value` (see vlarl_fast/recipes/config.py).
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import sys
 from pathlib import Path
@@ -50,13 +49,29 @@ def _resolve_policy_dir(path: Path) -> Path:
     raise FileNotFoundError(f"--checkpoint {path}: no policy config.json there, in policy/, or via checkpoints/latest")
 
 
-def _eval(args) -> int:
-    if args.suite.startswith("libero"):
-        from vlarl_fast.envs.libero import evaluate_suite
+def _libero_eval(argv: list[str]) -> int:
+    """`vlarl-fast eval --suite libero_* --policy CKPT ...`: the LIBERO evaluator's own options
+    (vlarl_fast.envs.libero.evaluate.add_eval_arguments)."""
+    from vlarl_fast.envs.libero.evaluate import add_eval_arguments, main_eval
 
-        result = evaluate_suite(args.suite, args.checkpoint, num_trials=args.episodes, video_dir=args.video_dir)
-        print(json.dumps(result, indent=2, default=str))
-        return 0
+    parser = argparse.ArgumentParser(prog="vlarl-fast eval", description="LIBERO suite evaluation")
+    add_eval_arguments(parser)
+    main_eval(parser.parse_args(argv))
+    return 0
+
+
+def _is_libero_eval(argv: list[str]) -> bool:
+    if not argv or argv[0] != "eval":
+        return False
+    for i, a in enumerate(argv):
+        if a == "--suite" and i + 1 < len(argv):
+            return argv[i + 1].startswith("libero")
+        if a.startswith("--suite="):
+            return a.split("=", 1)[1].startswith("libero")
+    return False
+
+
+def _eval(args) -> int:
     from vlarl_fast.recipes import load_config
     from vlarl_fast.rl.eval_job import run_eval
 
@@ -102,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="section.field=value")
     p.set_defaults(func=_train)
     p = sub.add_parser("eval", help="success rate on held-out initial states, with mp4 videos")
-    p.add_argument("--suite", default="builtin", help="builtin or libero_spatial|libero_object|libero_goal|libero_10")
+    p.add_argument("--suite", default="builtin", help="builtin, or libero_* (then the LIBERO evaluator's "
+                   "options apply: --policy, --num-init-states, ...)")
     p.add_argument("--checkpoint", default=None, help="policy dir, a checkpoint dir, or a run dir")
     p.add_argument("--recipe", default="builtin_cpu")
     p.add_argument("--episodes", type=int, default=None, help="episodes per task (default: the recipe's)")
@@ -118,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if _is_libero_eval(argv):
+        return _libero_eval(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 
