@@ -181,9 +181,12 @@ class LiberoTaskEngine:
             if first.any():
                 ok[first] = self._first_step(run[first], acts[rows[first], k])
             if (~first).any():
-                self.engine.step_chunk(acts[rows[~first], k:k + 1], env_ids=run[~first],
-                                       render="none")
-                ok[~first] = self.success_check.check_engine(self.engine, run[~first])
+                native = run[~first]
+                everyone = (native.size == self.num_envs
+                            and bool((native == np.arange(self.num_envs)).all()))
+                self.engine.step_chunk(acts[rows[~first], k:k + 1],
+                                       env_ids=None if everyone else native, render="none")
+                ok[~first] = self.success_check.check_engine(self.engine, native)
             executed[rows] += 1
             self.episode_steps[run] += 1
             self.success[run[ok]] = True
