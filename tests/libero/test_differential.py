@@ -115,3 +115,22 @@ def test_first_step_trap_is_large(get_scene, get_reference):
         eng.close()
     assert exact < ATOL
     assert plain > 1e-2
+
+
+def test_episode_clock_and_chunk_equivalence(get_scene):
+    """The engine's time follows LIBERO's (init state's time + 0.05 s per control step), and one
+    chunk of K actions equals K single steps."""
+    scene = get_scene("libero_spatial")
+    init = get_task("libero_spatial", 0).init_states()
+    eng = LiberoTaskEngine(scene, num_envs=2, num_threads=2, cameras=None, settle_steps=3)
+    try:
+        eng.reset(init_state_ids=[5, 5])
+        np.testing.assert_allclose(eng.engine.time, init[5][0] + 3 * 0.05, atol=1e-12)
+        acts = np.random.default_rng(3).uniform(-0.5, 0.5, size=(6, 7))
+        eng.step(acts[None], env_ids=[0], render=False)
+        for a in acts:
+            eng.step(a[None, None], env_ids=[1], render=False)
+        assert np.array_equal(eng.engine.qpos[0], eng.engine.qpos[1])
+        assert eng.episode_steps.tolist() == [6, 6]
+    finally:
+        eng.close()

@@ -147,8 +147,9 @@ class LiberoTaskEngine:
         and gripper command are exactly LIBERO's after its first step, which uses the home
         pose's cached kinematics. Then LIBERO's resulting mjData replaces the physics.
         Returns LIBERO's success after the step, [len(ids)] bool."""
-        self.engine.set_state(np.broadcast_to(self.scene.reset_state,
-                                              (ids.size, self.scene.reset_state.size)), ids)
+        start = np.repeat(self.scene.reset_state[None], ids.size, axis=0)
+        start[:, 0] = self._start_states[ids, 0]  # the init state's time: the engine's clock
+        self.engine.set_state(start, ids)           # then ends the step where LIBERO's does
         self.engine.step_chunk(np.ascontiguousarray(actions)[:, None, :], env_ids=ids,
                                render="none")
         ok = np.zeros(ids.size, dtype=bool)
