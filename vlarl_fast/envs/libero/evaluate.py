@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from vlarl_fast.envs.libero.batch import LiberoBatch
+from vlarl_fast.envs.libero.rollout import run_episodes
 from vlarl_fast.envs.libero.registry import MAX_EPISODE_STEPS, SETTLE_STEPS, suite_tasks
 from vlarl_fast.envs.libero.scene import CAMERAS
 
@@ -68,34 +69,28 @@ def evaluate_suite(suite: str, policy_fn: Callable, num_init_states: int | None 
             for start in range(0, init_ids.size, n):
                 wave = init_ids[start:start + n]
                 env_ids = np.arange(wave.size)
-                frames = batch.reset(wave, env_ids)
-                videos = [[frames[i, 0].copy()] for i in env_ids] if video_dir else None
-                k_used = 8
-                while True:
-                    active = env_ids[~batch.done[env_ids]]
-                    if active.size == 0:
-                        break
-                    instr = [task.language] * active.size
-                    if use_proprio:
-                        acts = policy_fn(frames[active], instr, proprio=batch.proprio(active))
-                    else:
-                        acts = policy_fn(frames[active], instr)
-                    acts = np.asarray(acts, dtype=np.float64)
-                    k_used = acts.shape[1] if acts.ndim == 3 else 1
-                    out = batch.step(acts, active)
-                    frames[active] = out.frames
+                videos = {int(i): [] for i in env_ids} if video_dir else None
+                k_used = [8]
+
+                def record(active, images, actions, out, videos=videos, k_used=k_used):
+                    k_used[0] = actions.shape[1] if actions.ndim == 3 else 1
                     if videos is not None:
                         for j, i in enumerate(active):
-                            videos[i].append(out.frames[j, 0].copy())
-                success[start:start + wave.size] = batch.success[env_ids]
-                steps[start:start + wave.size] = batch.episode_steps[env_ids]
+                            if not videos[int(i)]:
+                                videos[int(i)].append(images[j, 0].copy())
+                            videos[int(i)].append(out.frames[j, 0].copy())
+
+                ok, n_steps = run_episodes(batch, policy_fn, wave, env_ids,
+                                           use_proprio=use_proprio, on_chunk=record)
+                success[start:start + wave.size] = ok
+                steps[start:start + wave.size] = n_steps
                 if videos is not None:
-                    fps = max(1, round(20 / k_used))
+                    fps = max(1, round(20 / k_used[0]))
                     for i, init_id in zip(env_ids, wave):
-                        tag = "success" if batch.success[i] else "failure"
+                        tag = "success" if ok[i] else "failure"
                         _write_video(Path(video_dir) / suite /
                                      f"task{task.index:02d}_init{init_id:02d}_{tag}.mp4",
-                                     videos[i], fps)
+                                     videos[int(i)], fps)
         finally:
             batch.close()
         row = {"task_index": task.index, "task": task.name, "language": task.language,
