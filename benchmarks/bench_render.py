@@ -6,6 +6,7 @@ and 224x224, frames per second (medians over repeats, all measured in this run) 
     observations costs above the same step without them)
   * `mujoco.Renderer` in a Python loop over N MjData (update_scene + render per frame)
   * the engine's `render()` at 1 and 2 threads
+  * the engine with fast=True (MSAA, shadows, reflections off: other pixels), for reference
   * the raw C limit: `mjr_render` + `mjr_readPixels` of one camera in a loop on one thread
 and the cost of one 8-action chunk per env: robosuite's 8 rendered `env.step`s against the
 engine's `step_chunk` with render="every" and render="end".
@@ -133,6 +134,12 @@ def bench_size(size: int, plain_env, num_envs: int, repeats: int) -> dict:
 
                 chunk_rows[f"engine step_chunk render={mode!r}, {threads} thread(s)"] = (
                     _median_seconds(run_chunk, repeats) / num_envs)
+    with Engine(model, num_envs, 1, cameras=CAMERAS, height=size, width=size, fast=True) as fast:
+        for i, d in enumerate(datas):
+            fast.qpos[i] = d.qpos
+        fast.forward()
+        per_frame["vlarl-fast Engine.render fast=True, 1 thread"] = (
+            _median_seconds(fast.render, repeats) / (num_envs * len(CAMERAS)))
     per_frame["raw C mjr_render + mjr_readPixels (limit)"] = raw
     cam_env.close()
     return {"per_frame": per_frame, "robosuite_step": t_cam, "robosuite_plain_step": t_plain,

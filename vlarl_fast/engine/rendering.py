@@ -76,6 +76,15 @@ class RenderMixin:
     """
 
     def _init_rendering(self, cameras=None, height=256, width=256, **options):
+        self._renderer = None
+        self.frames = None
+        try:
+            self._setup_rendering(cameras, height, width, options)
+        except BaseException:
+            self._batch.close()  # the engine is not built: stop its workers now
+            raise
+
+    def _setup_rendering(self, cameras, height, width, options: dict) -> None:
         unknown = sorted(set(options) - set(_OPTIONS))
         if unknown:
             raise TypeError(f"unknown rendering option(s) {unknown}; expected any of "
@@ -83,27 +92,24 @@ class RenderMixin:
         if isinstance(cameras, str):
             cameras = [cameras]
         self.cameras = [] if cameras is None else list(cameras)
-        self._renderer = None
-        self.frames = None
-        self.image_convention = _ALIASES.get(options.get("image_convention", "mujoco"),
-                                             options.get("image_convention", "mujoco"))
-        convention = _convention_code(options.get("image_convention", "mujoco"))
+        name = options.get("image_convention", "mujoco")
+        convention = _convention_code(name)
+        self.image_convention = _ALIASES.get(name, name)
         self.render_height = _positive_int("height", height)
         self.render_width = _positive_int("width", width)
         self.render_fast = bool(options.get("fast", False))
         if not self.cameras:
             return  # engines without cameras never touch EGL
-        for name in self.cameras:
-            if not isinstance(name, str):
-                raise TypeError(f"cameras must be camera names (str), got {name!r}")
+        for cam in self.cameras:
+            if not isinstance(cam, str):
+                raise TypeError(f"cameras must be camera names (str), got {cam!r}")
         if len(set(self.cameras)) != len(self.cameras):
             raise ValueError(f"cameras contains duplicates: {self.cameras}")
         egl_device = options.get("egl_device")
         egl_device = _default_egl_device() if egl_device is None else int(egl_device)
         max_geom = _positive_int("max_geom", options.get("max_geom", 1000))
         groups = [int(g) for g in options.get("geom_groups", ROBOSUITE_GEOM_GROUPS)]
-        bad = [g for g in groups if not 0 <= g < 6]
-        if bad:
+        if any(not 0 <= g < 6 for g in groups):
             raise ValueError(f"geom_groups must be geom group indices in [0, 6), got {groups}")
         reason = rendering_unavailable_reason(egl_device)
         if not reason:
@@ -112,16 +118,12 @@ class RenderMixin:
                                                  self.render_width, convention,
                                                  self.render_fast, egl_device, max_geom,
                                                  groups)
-            except RuntimeError as exc:
+            except RuntimeError as exc:  # EGL or OpenGL setup failed
                 reason = str(exc)
-            except BaseException:  # bad camera name, ...: stop the workers before raising
-                self._batch.close()
-                raise
         if reason:
-            self._batch.close()
             raise RuntimeError(
                 f"rendering is unavailable: {reason}. The engine steps without cameras: "
-                f"build it with cameras=None (MUJOCO_GL/EGL is only needed for cameras).")
+                f"build it with cameras=None (EGL is only needed for cameras).")
         self.frames = self._renderer.frames
 
     # ------------------------------------------------------------------ rendering
