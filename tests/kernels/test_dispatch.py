@@ -53,3 +53,37 @@ def test_env_var_routes_to_triton_and_torch_identically(monkeypatch):
         results[backend] = action_logprob(hidden.to(device), weight.to(device), labels.to(device),
                                           temperature=1.6, bin_start=10, bin_end=26).cpu()
     assert torch.allclose(results["torch"], results["triton"], rtol=1e-5, atol=1e-5)
+
+
+def test_package_imports_and_runs_without_triton():
+    """With triton unimportable the kernels package still imports, auto runs PyTorch, and an
+    explicit triton request raises."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = """
+import sys
+sys.modules["triton"] = None  # makes `import triton` raise ImportError
+from vlarl_fast.compat._source_tree import ensure_kernels_importable
+k = ensure_kernels_importable()
+import torch
+assert not k.triton_available()
+h, w, y = torch.randn(4, 8), torch.randn(20, 8), torch.zeros(4, dtype=torch.long)
+print(k.action_logprob(h, w, y, temperature=1.6, bin_start=2, bin_end=10).shape)
+loss, _ = k.grpo_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2, 3), torch.ones(2, 3),
+                      clip_low=0.2, clip_high=0.28)
+print(float(loss))
+try:
+    k.action_logprob(h, w, y, temperature=1.6, bin_start=2, bin_end=10, backend="triton")
+except RuntimeError as err:
+    print("raised:", err)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == "torch.Size([4])"
+    assert float(lines[1]) == -1.0  # ratio 1, advantage 1: loss = -1
+    assert lines[2].startswith("raised:") and "triton is not installed" in lines[2]
