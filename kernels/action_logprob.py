@@ -412,10 +412,10 @@ def _flatten_tokens(name: str, x: torch.Tensor, trailing: int):
 
 
 def _finish(logp, entropy, lead, return_entropy):
-    logp = logp.reshape(lead)
-    if return_entropy:
-        return logp, entropy.reshape(lead)
-    return logp
+    if logp.shape != lead:  # only reshape (into a view) when there were leading batch dims
+        logp = logp.reshape(lead)
+        entropy = entropy.reshape(lead)
+    return (logp, entropy) if return_entropy else logp
 
 
 def action_logprob(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *,
