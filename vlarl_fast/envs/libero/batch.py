@@ -50,6 +50,18 @@ class LiberoBatch:
         self.cameras = list(cameras or [])
         self.instructions = [tasks[t].language for t in self.env_task]
 
+    @classmethod
+    def from_suite(cls, suite: str, task_ids: Sequence[int] | None = None,
+                   envs_per_task: int | Sequence[int] = 1, num_threads: int | None = None,
+                   **options) -> "LiberoBatch":
+        """All tasks of a suite (or `task_ids` of it), `envs_per_task` envs each."""
+        from vlarl_fast.envs.libero.registry import suite_tasks
+
+        tasks = suite_tasks(suite)
+        if task_ids is not None:
+            tasks = [tasks[i] for i in task_ids]
+        return cls(tasks, envs_per_task, num_threads, **options)
+
     def _ids(self, env_ids) -> np.ndarray:
         if env_ids is None:
             return np.arange(self.num_envs)

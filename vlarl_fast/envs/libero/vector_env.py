@@ -26,7 +26,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from vlarl_fast.envs.libero.batch import LiberoBatch
-from vlarl_fast.envs.libero.registry import SETTLE_STEPS, suite_tasks
+from vlarl_fast.envs.libero.registry import SETTLE_STEPS
 from vlarl_fast.envs.libero.scene import CAMERAS
 
 
@@ -39,10 +39,8 @@ class LiberoVectorEnv(VectorEnv):
                  max_steps: int | None = None, settle_steps: int = SETTLE_STEPS,
                  render_mode: str = "rgb_array", scenes: dict | None = None,
                  **render_options):
-        tasks = suite_tasks(suite)
-        if task_ids is not None:
-            tasks = [tasks[i] for i in task_ids]
-        self.batch = LiberoBatch(tasks, envs_per_task, num_threads, cameras=cameras,
+        self.batch = LiberoBatch.from_suite(suite, task_ids, envs_per_task, num_threads,
+                                            cameras=cameras,
                                  height=height, width=width, image_convention=image_convention,
                                  max_steps=max_steps, settle_steps=settle_steps,
                                  scenes=scenes, **render_options)
