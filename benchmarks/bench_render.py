@@ -109,6 +109,7 @@ def bench_size(size: int, plain_env, num_envs: int, repeats: int) -> dict:
         with Engine.from_robosuite(plain_env, num_envs, threads, cameras=CAMERAS,
                                    height=size, width=size) as engine:
             engine.forward()
+            gl = engine.gl_renderer
             frames = num_envs * len(CAMERAS)
             if threads == 1:
                 # Interleaved with the raw C loop on the same worker and context, so that both
@@ -143,13 +144,13 @@ def bench_size(size: int, plain_env, num_envs: int, repeats: int) -> dict:
     per_frame["raw C mjr_render + mjr_readPixels (limit)"] = raw
     cam_env.close()
     return {"per_frame": per_frame, "robosuite_step": t_cam, "robosuite_plain_step": t_plain,
-            "chunks": chunk_rows}
+            "chunks": chunk_rows, "gl": gl}
 
 
 def format_table(results: dict, num_envs: int, repeats: int) -> str:
     lines = [f"Rendering, 2 cameras ({', '.join(CAMERAS)}) of robosuite Panda Lift; medians of "
              f"{repeats} repeats; engine with {num_envs} envs; machine: {os.cpu_count()} CPU "
-             f"cores, GL: {_gl_name()}"]
+             f"cores, GL: {next(iter(results.values()))['gl']} (EGL)"]
     for size, res in results.items():
         pf = res["per_frame"]
         limit = pf["raw C mjr_render + mjr_readPixels (limit)"]
@@ -172,13 +173,6 @@ def format_table(results: dict, num_envs: int, repeats: int) -> str:
         for name, sec in res["chunks"].items():
             lines.append(f"    {name:<50} {1e3 * sec:>9.1f} {robo_chunk / sec:>25.2f}")
     return "\n".join(lines)
-
-
-def _gl_name() -> str:
-    from vlarl_fast._native import C
-
-    reason = C.egl_unavailable_reason(-1)
-    return f"EGL unavailable ({reason})" if reason else f"EGL, {C.egl_device_count()} device(s)"
 
 
 def run(smoke: bool = False, num_envs: int = 4) -> str:

@@ -176,6 +176,7 @@ BatchRenderer::BatchRenderer(std::shared_ptr<EnvBatch> batch, const RenderOption
       w.scene_made = w.context_made = true;  // mjv/mjr free functions accept partial objects
       if (!ok) throw std::runtime_error("OpenGL context setup (mjr_makeContext) failed: " + error);
       w.scratch.resize(static_cast<std::size_t>(options_.height) * options_.width * 3);
+      if (worker == 0) gl_renderer_ = current_gl_renderer();
     });
   } catch (...) {
     close();

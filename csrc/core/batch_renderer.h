@@ -77,6 +77,8 @@ class BatchRenderer {
   const RenderOptions& options() const { return options_; }
   const std::vector<int>& camera_ids() const { return camera_ids_; }
   int egl_device() const;  // the device actually used (-1: not a device platform)
+  // GL_RENDERER | GL_VERSION of the contexts, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) | 4.5 ...".
+  const std::string& gl_renderer() const { return gl_renderer_; }
 
   // The raw GPU-side cost, for benchmarks: on one worker, renders env's camera `camera`
   // `repeats` times (scene updated once) and returns the seconds of each
@@ -95,6 +97,7 @@ class BatchRenderer {
   std::size_t frame_bytes_ = 0;
   std::uint8_t* frames_ = nullptr;
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::string gl_renderer_;
   bool closed_ = false;
 };
 

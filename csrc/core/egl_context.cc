@@ -204,6 +204,20 @@ int egl_device_count() {
   return static_cast<int>(query_devices(api).size());
 }
 
+std::string current_gl_renderer() {
+  EglApi& api = egl();
+  if (!api.error.empty() || !api.GetCurrentContext()) return "";
+  using GetString = const unsigned char* (*)(unsigned int);
+  auto get = reinterpret_cast<GetString>(api.GetProcAddress("glGetString"));
+  if (!get) return "";
+  const unsigned char* renderer = get(0x1F01);  // GL_RENDERER
+  const unsigned char* version = get(0x1F02);   // GL_VERSION
+  std::string out = renderer ? reinterpret_cast<const char*>(renderer) : "?";
+  out += " | ";
+  out += version ? reinterpret_cast<const char*>(version) : "?";
+  return out;
+}
+
 EglContext::EglContext(int device_index) {
   const DisplayEntry entry = open_display(device_index);
   if (!entry.display) throw std::runtime_error("EGL unavailable: " + entry.error);

@@ -62,4 +62,7 @@ std::string egl_unavailable_reason(int device_index);
 // Number of EGL devices (0 when EGL or EGL_EXT_device_enumeration is missing).
 int egl_device_count();
 
+// "<GL_RENDERER> | <GL_VERSION>" of the context current on the calling thread ("" if none).
+std::string current_gl_renderer();
+
 }  // namespace vlarl

@@ -89,6 +89,7 @@ void bind_render(py::module_& m) {
       .def_property_readonly("width", &BatchRenderer::width)
       .def_property_readonly("camera_ids", &BatchRenderer::camera_ids)
       .def_property_readonly("egl_device", &BatchRenderer::egl_device)
+      .def_property_readonly("gl_renderer", &BatchRenderer::gl_renderer)
       .def(
           "time_raw_render",
           [](BatchRenderer& r, int env, int camera, int repeats) {

@@ -204,3 +204,20 @@ def test_engines_without_cameras_never_load_egl():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr
+
+
+def test_gl_renderer_is_reported(tiny):
+    with Engine(tiny, 1, 1, cameras=["front"], height=8, width=8) as engine:
+        renderer = engine.gl_renderer
+        assert " | " in renderer and renderer.split(" | ")[1][0].isdigit(), renderer
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/nvidia0"), reason="GPU only: needs an NVIDIA GPU")
+def test_renders_on_the_gpu(tiny):
+    """On a GPU machine the contexts live on an EGL device of the card, not Mesa's software
+    rasteriser (the parity tests then compare GPU frames with mujoco.Renderer's GPU frames)."""
+    with Engine(tiny, 2, 2, cameras=["front"], height=64, width=64) as engine:
+        assert engine.egl_device >= 0
+        assert "llvmpipe" not in engine.gl_renderer and "NVIDIA" in engine.gl_renderer.upper()
+        engine.forward()
+        assert engine.render().any()

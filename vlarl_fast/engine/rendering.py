@@ -132,6 +132,11 @@ class RenderMixin:
         """The EGL device index the contexts live on (None without cameras)."""
         return None if self._renderer is None else self._renderer.egl_device
 
+    @property
+    def gl_renderer(self) -> str | None:
+        """GL_RENDERER | GL_VERSION of the engine's contexts (None without cameras)."""
+        return None if self._renderer is None else self._renderer.gl_renderer
+
     def render(self, env_ids=None) -> np.ndarray:
         """Renders the cameras of `env_ids` (default all) now, in parallel on the workers.
 
