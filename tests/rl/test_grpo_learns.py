@@ -2,8 +2,8 @@
 after on the same fixed evaluation set (fixed seeds throughout; deterministic on one machine).
 
 Short version of the learning demonstration (docs/training.md): one task, GRPO trains on a fixed
-pool of 4 initial states and the evaluation runs the sampled policy (temperature 1.6, fixed
-generator) 8 times on each of them, the quantity GRPO maximises. The long run measures greedy
+pool of 2 initial states and the evaluation runs the sampled policy (temperature 1.6, fixed
+generator) 16 times on each of them, the quantity GRPO maximises. The long run measures greedy
 success on held-out states instead.
 """
 
@@ -17,10 +17,11 @@ from _runs import run_train
 
 LEARN = [
     "env.tasks=[touch_green]", "env.num_envs=16", "env.max_chunks=4", "env.image_size=32",
-    "policy.image_size=16", "sft.steps=40", "sft.lr=3e-3",
-    "grpo.iterations=5", "grpo.groups_per_iteration=2", "grpo.max_sample_rounds=2", "grpo.lr=1e-3",
-    "grpo.mini_batches=2", "grpo.micro_batch_size=8", f"grpo.seed_pool=[{','.join(map(str, eval_seeds(4)))}]",
-    "eval.episodes_per_task=4", "eval.repeats=8", "eval.greedy=false", "run.checkpoint_every=0",
+    "policy.image_size=32", "sft.steps=60", "sft.lr=3e-3",
+    "grpo.iterations=4", "grpo.groups_per_iteration=2", "grpo.max_sample_rounds=2", "grpo.lr=3e-4",
+    "grpo.ppo_epochs=2", "grpo.mini_batches=2", "grpo.micro_batch_size=8",
+    f"grpo.seed_pool=[{','.join(map(str, eval_seeds(2)))}]",
+    "eval.episodes_per_task=2", "eval.repeats=16", "eval.greedy=false", "run.checkpoint_every=0",
 ]
 
 

@@ -110,8 +110,9 @@ def full_state_dict(model: torch.nn.Module, info: DistInfo) -> dict[str, torch.T
         return {k: v.detach().clone() for k, v in model.state_dict().items()}
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True,
-                                                                broadcast_from_rank0=False))
+    # cpu_offload=True would leave the values on rank 0 only; every rank needs them here.
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=False))
+    return {k: v.detach().cpu() for k, v in state.items()}
 
 
 def sync_rollout_policy(train_model: torch.nn.Module, rollout_model: torch.nn.Module, info: DistInfo) -> None:

@@ -81,13 +81,16 @@ class Trainer:
         cfg = self.cfg
         k = self.policy.config.chunk_len
         t0 = time.perf_counter()
+        # The expert needs ~4 chunks; demos are not bound by the (possibly shorter) episode limit.
         demos = collect_demos(self.tasks, cfg.sft.demos_per_task, cfg.sft.demo_seed, chunk_len=k,
-                              max_chunks=cfg.env.max_chunks)
+                              max_chunks=max(cfg.env.max_chunks, 8))
         frames, instructions, actions = [], [], []
         for demo in demos:
             n = len(demo.states)
             ids = np.arange(n)
-            frames.append(self.env.reset(demo.states, [demo.task] * n, env_ids=ids))
+            for start in range(0, n, self.env.num_envs):
+                part = ids[start:start + self.env.num_envs]
+                frames.append(self.env.reset(demo.states[part], [demo.task] * part.size, env_ids=part - start))
             instructions += [demo.task.instruction] * n
             actions.append(demo.actions)
         stats = self.policy.norm_stats[BUILTIN_UNNORM_KEY]["action"]
