@@ -131,17 +131,42 @@ def reach_grasp_actions(env, scene: str, state: np.ndarray, rng, k: int = 50) ->
     return np.array(actions)
 
 
+def _jittered_rollout(env, state, actions, rel: float, pattern: np.ndarray) -> dict:
+    """rollout() with every torque the controller returns scaled by (1 + rel * pattern): a
+    rounding-level difference in the controller, the kind the native engine introduces."""
+    controller = env.robots[0].controller
+    original = controller.run_controller
+
+    def jittered():
+        return original() * (1.0 + rel * pattern)
+
+    controller.run_controller = jittered
+    try:
+        return rollout(env, state, actions)
+    finally:
+        del controller.run_controller  # back to the class method
+
+
 def self_divergence(env, state: np.ndarray, actions: np.ndarray, ref: dict,
-                    rel: float = 1e-15) -> dict:
+                    num_random: int = 8) -> dict:
     """robosuite's own sensitivity to rounding: per step, the largest difference between `ref`
-    and rollouts whose initial arm qpos is scaled by 1 +- rel, for positions (qpos and the
-    observations: "pos") and for velocities (qvel: "vel")."""
+    and robosuite rollouts perturbed at rounding level, for positions (qpos and the
+    observations: "pos") and velocities (qvel: "vel"). Perturbations: the initial arm qpos
+    scaled by 1 +- 1e-15; the controller's torques scaled by 1 + 1e-13 x p for p = +-(1, -1,
+    1, ...) and `num_random` fixed normal draws. Past a discontinuity the divergence depends on
+    the perturbation's direction by orders of magnitude, hence several."""
     nj = len(env.robots[0]._ref_joint_pos_indexes)
     out = {"pos": np.zeros(len(actions)), "vel": np.zeros(len(actions))}
+    alternating = np.where(np.arange(nj) % 2 == 0, 1.0, -1.0)
+    patterns = [alternating, -alternating]
+    patterns += list(np.random.default_rng(0).normal(size=(num_random, nj)))
+    others = []
     for sign in (1.0, -1.0):
         s = state.copy()
-        s[1:1 + nj] *= 1.0 + sign * rel
-        other = rollout(env, s, actions)
+        s[1:1 + nj] *= 1.0 + sign * 1e-15
+        others.append(rollout(env, s, actions))
+    others += [_jittered_rollout(env, state, actions, 1e-13, p) for p in patterns]
+    for other in others:
         for key in ("qpos", "eef_pos", "eef_quat", "gripper_qpos"):
             out["pos"] = np.maximum(out["pos"], np.abs(other[key] - ref[key]).max(axis=1))
         out["vel"] = np.maximum(out["vel"], np.abs(other["qvel"] - ref["qvel"]).max(axis=1))

@@ -6,11 +6,11 @@ qpos/qvel after 1, 8 and 50 control steps and its eef/gripper observations at ev
 
 Tolerances (docs/control.md): the only differences are rounding in the controller's linear
 algebra (Gauss-Jordan instead of LAPACK inv/pinv, loops instead of BLAS). They stay at rounding
-level (<= 1e-15 after 1 step, <= 1e-13 after 8) until the motion hits a discontinuity (a joint
+level (<= 1e-15 after 1 step, <= 1e-13 after 8) until the motion passes a discontinuity (a joint
 limit or contact engaging one substep earlier or later), where robosuite diverges from itself
-just as much: with its initial arm qpos scaled by 1 +- 1e-15, robosuite's own rollouts differ by
-up to 5e-5 after 50 steps on these plans. So a difference above TOL[k] must stay within
-10 x robosuite's self-divergence at step k under that perturbation (computed only then).
+just as much. So a difference above TOL[k] must stay within 10 x robosuite's own divergence at
+step k under rounding-level perturbations (initial qpos, controller torques; computed only
+then, see robosuite_ref.self_divergence).
 """
 
 import numpy as np
