@@ -31,7 +31,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 # ----------------------------------------------------------------------------- baseline env
 def _env_worker(conn, image_size: int) -> None:
-    from vlarl_fast.envs.builtin.demos import touching
+    from vlarl_fast.envs.builtin.demos import succeeded
     from vlarl_fast.envs.builtin.scene import CAMERA, BuiltinTableEnv
 
     env = BuiltinTableEnv(use_camera_obs=True, camera_size=image_size)
@@ -46,7 +46,7 @@ def _env_worker(conn, image_size: int) -> None:
             conn.send(obs[f"{CAMERA}_image"])
         elif cmd == "step":
             obs, _, _, _ = env.step(arg)
-            conn.send((obs[f"{CAMERA}_image"], touching(env, task)))
+            conn.send((obs[f"{CAMERA}_image"], succeeded(env, task)))
         else:
             env.close()
             conn.close()
@@ -170,7 +170,7 @@ def run(smoke: bool = False) -> str:
     max_chunks = 1 if smoke else 5
     image = 32 if smoke else 64
     n = groups * group_size
-    tasks_all = get_tasks(["touch_red", "touch_green", "touch_blue"])
+    tasks_all = get_tasks(["reach_red", "reach_green", "reach_blue"])
     ep_tasks = [tasks_all[i % 3] for i in range(groups) for _ in range(group_size)]
     instructions = [t.instruction for t in ep_tasks]
     state_env = BuiltinTableEnv()

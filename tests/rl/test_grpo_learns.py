@@ -16,10 +16,10 @@ from vlarl_fast.envs.builtin.init_states import eval_seeds
 from _runs import run_train
 
 LEARN = [
-    "env.tasks=[touch_green]", "env.num_envs=16", "env.max_chunks=4", "env.image_size=32",
+    "env.tasks=[reach_green]", "env.num_envs=16", "env.max_chunks=4", "env.image_size=32",
     "policy.image_size=32", "sft.steps=60", "sft.lr=3e-3",
     "grpo.iterations=4", "grpo.groups_per_iteration=2", "grpo.max_sample_rounds=2", "grpo.lr=3e-4",
-    "grpo.ppo_epochs=2", "grpo.mini_batches=2", "grpo.micro_batch_size=8",
+    "grpo.ppo_epochs=2", "grpo.mini_batches=2", "grpo.micro_batch_size=8", "grpo.filter_groups=true",
     f"grpo.seed_pool=[{','.join(map(str, eval_seeds(2)))}]",
     "eval.episodes_per_task=2", "eval.repeats=16", "eval.greedy=false", "run.checkpoint_every=0",
 ]

@@ -22,7 +22,7 @@ RECIPE_DIR = Path(__file__).parent
 @dataclass
 class EnvConfig:
     suite: str = "builtin"  # builtin | libero_* (evaluation only, see vlarl_fast.envs.libero)
-    tasks: list[str] = field(default_factory=lambda: ["touch_red", "touch_green", "touch_blue"])
+    tasks: list[str] = field(default_factory=lambda: ["reach_red", "reach_green", "reach_blue"])
     backend: str = "engine"  # engine (native) | reference (robosuite Python stepping)
     image_size: int = 64  # rendered frame side (pixels)
     max_chunks: int = 5  # episode limit in action chunks (max_steps = max_chunks * chunk_len)

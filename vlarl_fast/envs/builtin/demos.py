@@ -27,6 +27,23 @@ class Demo:
     steps: int  # control steps until success (or the limit)
 
 
+def succeeded(env: BuiltinTableEnv, task: Task) -> bool:
+    """The task's success predicate on robosuite's Python state (the engine evaluates it natively)."""
+    if task.kind == "reach":
+        return reached(env, task)
+    return touching(env, task)
+
+
+def reached(env: BuiltinTableEnv, task: Task) -> bool:
+    from vlarl_fast.envs.builtin.tasks import EEF_BODY, REACH_XY, REACH_Z
+
+    model, data = env.sim.model._model, env.sim.data._data
+    cube = model.body(task.target_body).id
+    eef = data.xpos[model.body(EEF_BODY).id]
+    local = data.xmat[cube].reshape(3, 3).T @ (eef - data.xpos[cube])
+    return bool(abs(local[0]) <= REACH_XY and abs(local[1]) <= REACH_XY and 0.0 <= local[2] <= REACH_Z)
+
+
 def touching(env: BuiltinTableEnv, task: Task) -> bool:
     model, data = env.sim.model._model, env.sim.data._data
     target = model.body(task.target_body).id
@@ -52,7 +69,7 @@ def collect_demo(env: BuiltinTableEnv, task: Task, seed: int, *, chunk_len: int,
             env.step(a)
             if not success:
                 steps += 1
-                success = touching(env, task)
+                success = succeeded(env, task)
         actions.append(np.stack(chunk))
         if success:
             break

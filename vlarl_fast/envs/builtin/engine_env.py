@@ -1,6 +1,6 @@
 """`ChunkEnv` on the native engine: `Engine.from_robosuite` on the built-in scene, one saved state
 per env (`set_state` starts an episode), native OSC_POSE chunk execution with the task's success
-predicate (gripper in contact with the target cube) checked after every control step, and one
+predicate (grip site in a box around the target cube, or gripper contact) checked after every control step, and one
 frame per env rendered at the chunk's end by the engine's worker threads.
 """
 
@@ -9,16 +9,19 @@ from __future__ import annotations
 import numpy as np
 
 from vlarl_fast.engine import Engine
-from vlarl_fast.engine.predicates import InContact
+from vlarl_fast.engine.predicates import InContact, InRegion
 from vlarl_fast.envs.builtin.chunk_env import ChunkResult, _Episodes, _ids
 from vlarl_fast.envs.builtin.scene import CAMERA, BuiltinTableEnv
-from vlarl_fast.envs.builtin.tasks import GRIPPER_BODIES, Task
+from vlarl_fast.envs.builtin.tasks import EEF_BODY, GRIPPER_BODIES, REACH_XY, REACH_Z, Task
 
 
 def success_predicate(task: Task):
     if task.kind == "touch":
         return InContact(a=list(GRIPPER_BODIES), b=[task.target_body])
-    raise ValueError(f"task.kind: expected one of ('touch',), got {task.kind!r}")
+    if task.kind == "reach":
+        return InRegion(point=EEF_BODY, low=[-REACH_XY, -REACH_XY, 0.0], high=[REACH_XY, REACH_XY, REACH_Z],
+                        frame=task.target_body)
+    raise ValueError(f"task.kind: expected one of ('reach', 'touch'), got {task.kind!r}")
 
 
 class EngineChunkEnv:
