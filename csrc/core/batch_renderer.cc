@@ -151,9 +151,10 @@ BatchRenderer::BatchRenderer(std::shared_ptr<EnvBatch> batch, const RenderOption
   frame_bytes_ = camera_ids_.size() * static_cast<std::size_t>(options_.height) *
                  static_cast<std::size_t>(options_.width) * 3;
   const std::size_t total = (frame_bytes_ * num_envs_ + 63) / 64 * 64;
-  frames_ = static_cast<std::uint8_t*>(std::aligned_alloc(64, total));
-  if (!frames_) throw std::bad_alloc();
-  std::memset(frames_, 0, total);
+  auto* buffer = static_cast<std::uint8_t*>(std::aligned_alloc(64, total));
+  if (!buffer) throw std::bad_alloc();
+  std::memset(buffer, 0, total);
+  frames_ = std::shared_ptr<std::uint8_t>(buffer, [](std::uint8_t* p) { std::free(p); });
 
   // The renderer's view of the model: the batch's arrays, its own offscreen buffer settings.
   mjModel view = *m;
@@ -180,16 +181,11 @@ BatchRenderer::BatchRenderer(std::shared_ptr<EnvBatch> batch, const RenderOption
     });
   } catch (...) {
     close();
-    std::free(frames_);
-    frames_ = nullptr;
     throw;
   }
 }
 
-BatchRenderer::~BatchRenderer() {
-  close();
-  std::free(frames_);
-}
+BatchRenderer::~BatchRenderer() { close(); }
 
 void BatchRenderer::close() {
   if (closed_) return;

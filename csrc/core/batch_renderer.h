@@ -4,7 +4,8 @@
 // model) and one mjvScene; render_env(env, worker, out) updates that worker's scene from env's
 // mjData, renders each camera and writes [num_cameras, H, W, 3] uint8 pixels to `out` in the
 // configured orientation. The renderer owns a frame buffer [num_envs, num_cameras, H, W, 3]
-// (frame(env) is env's slot) that render() fills and the binding exposes without copies.
+// (frame(env) is env's slot) that render() fills and the binding exposes without copies; the
+// buffer's ownership is shared (frames_owner()), so views of it outlive the renderer.
 //
 // Visual settings are robosuite 1.4's offscreen defaults: the model's MSAA samples
 // (vis.quality.offsamples), shadows, reflections, skybox, the model's lights, mjvOption
@@ -67,8 +68,12 @@ class BatchRenderer {
   bool closed() const { return closed_; }
 
   std::size_t frame_bytes() const { return frame_bytes_; }
-  std::uint8_t* frame(int env) { return frames_ + frame_bytes_ * static_cast<std::size_t>(env); }
-  std::uint8_t* frames() { return frames_; }
+  std::uint8_t* frame(int env) {
+    return frames_.get() + frame_bytes_ * static_cast<std::size_t>(env);
+  }
+  std::uint8_t* frames() { return frames_.get(); }
+  // Shares ownership of the frame buffer only (views of it need not keep GL contexts alive).
+  std::shared_ptr<std::uint8_t> frames_owner() const { return frames_; }
   int num_envs() const { return num_envs_; }
   int num_cameras() const { return static_cast<int>(camera_ids_.size()); }
   int num_workers() const { return static_cast<int>(workers_.size()); }
@@ -95,7 +100,7 @@ class BatchRenderer {
   std::vector<int> camera_ids_;
   int num_envs_ = 0;
   std::size_t frame_bytes_ = 0;
-  std::uint8_t* frames_ = nullptr;
+  std::shared_ptr<std::uint8_t> frames_;  // [num_envs, cameras, H, W, 3], 64-byte aligned
   std::vector<std::unique_ptr<Worker>> workers_;
   std::string gl_renderer_;
   bool closed_ = false;

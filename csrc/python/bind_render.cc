@@ -1,5 +1,5 @@
-// Python face of BatchRenderer: the frame buffer as a numpy view (no copies), GIL released
-// while rendering.
+// Python face of BatchRenderer: the frame buffer as a numpy view (no copies; the view keeps
+// the buffer alive, not the renderer and its GL contexts), GIL released while rendering.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -25,9 +25,10 @@ py::array frames_view(const RendererPtr& r) {
   std::vector<py::ssize_t> shape{r->num_envs(), c, h, w, 3};
   std::vector<py::ssize_t> strides{static_cast<py::ssize_t>(r->frame_bytes()), h * w * 3, w * 3,
                                    3, 1};
+  using Owner = std::shared_ptr<std::uint8_t>;
   return py::array(py::dtype::of<std::uint8_t>(), shape, strides, r->frames(),
-                   py::capsule(new RendererPtr(r),
-                               [](void* p) { delete static_cast<RendererPtr*>(p); }));
+                   py::capsule(new Owner(r->frames_owner()),
+                               [](void* p) { delete static_cast<Owner*>(p); }));
 }
 
 }  // namespace
