@@ -77,7 +77,9 @@ class Engine(ControlMixin, RenderMixin):
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
-        """Stops the worker threads. Views keep their memory; other calls raise afterwards."""
+        """Frees the GL contexts and stops the worker threads (idempotent). Views keep their
+        memory; other calls raise afterwards."""
+        self._close_rendering()  # contexts are freed on the worker threads, before they stop
         self._batch.close()
 
     @property
