@@ -18,6 +18,14 @@ def _joint_state(scene, base, joint, value):
     return state
 
 
+def _moving_joint_state(scene, base, joint, value, velocity):
+    """A joint at `value` moving at `velocity`: the goal starts to hold a few steps later."""
+    model = scene.robosuite_env.sim.model
+    state = _joint_state(scene, base, joint, value)
+    state[1 + model.nq + model.jnt_dofadr[model.joint_name2id(joint)]] = velocity
+    return state
+
+
 def _place(scene, base, obj, target_xyz):
     """Puts a free object's body at target_xyz (orientation kept, at rest)."""
     sim = scene.robosuite_env.sim
@@ -45,7 +53,7 @@ def _cases():
     goal_scene = "libero_goal"
     return [
         (goal_scene, [("open", "wooden_cabinet_1_middle_region")],
-         lambda s, b: (_joint_state(s, b, "wooden_cabinet_1_middle_level", -0.15),
+         lambda s, b: (_moving_joint_state(s, b, "wooden_cabinet_1_middle_level", -0.12, -0.4),
                        _joint_state(s, b, "wooden_cabinet_1_middle_level", 0.0))),
         (goal_scene, [("close", "wooden_cabinet_1_middle_region")],
          lambda s, b: (_joint_state(s, b, "wooden_cabinet_1_middle_level", 0.003),
@@ -105,6 +113,18 @@ def test_goal_predicates_fire_like_libero(case, get_scene, get_reference):
             assert got[env].tolist() == expected.tolist(), (goal, env, want[env], got[env])
         assert got[0].any(), f"{goal}: the constructed state never satisfied the goal"
         assert not got[1].any(), f"{goal}: the control state satisfied the goal"
+        # The same episodes, the first step then one chunk: each env stops at its first success
+        # step (joint goals compile to native predicates: one native call, native early stop).
+        joint_goal = goal[0][0] in ("open", "close", "turnon", "turnoff")
+        assert (eng.native_predicates is not None) == joint_goal
+        eng.reset(init_states=np.stack([holds, fails]))
+        eng.step(np.tile(NOOP_ACTION, (2, 1, 1)), render=False)  # the episode's first step
+        out = eng.step(np.tile(NOOP_ACTION, (2, STEPS - 1, 1)), render=False)
+        for env in range(2):
+            first = want[env].index(True) + 1 if any(want[env]) else STEPS
+            assert out.success[env] == any(want[env])
+            assert out.steps_executed[env] == max(first - 1, 0), (goal, env, want[env])
+            assert eng.episode_steps[env] == first
     finally:
         eng.close()
         scene.robosuite_env.parsed_problem["goal_state"] = saved[0]

@@ -10,8 +10,9 @@ scene's LIBERO env, recomputes the contact list from the copied geom poses with 
 So every LIBERO predicate (On, In, Open, Close, TurnOn, TurnOff, Up, ...) is evaluated by
 LIBERO's code, on the engine's state.
 
-(LIBERO's object-on-object `On` tests a horizontal distance norm < 3 cm, which no native box
-predicate expresses; evaluating all of LIBERO's predicates this way keeps one exact path.)
+Goals of joint predicates only are also compiled to native predicates (native_goal.py); the
+rest (object-on-object `On`: a horizontal distance norm < 3 cm; `In` / region `On`: LIBERO's own
+site-frame arithmetic and parent contacts) have no exact native form and are decided here.
 """
 
 from __future__ import annotations

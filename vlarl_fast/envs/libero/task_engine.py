@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vlarl_fast.engine import Engine
+from vlarl_fast.envs.libero.native_goal import compile_native_goal
 from vlarl_fast.envs.libero.registry import NOOP_ACTION, SETTLE_STEPS
 from vlarl_fast.envs.libero.scene import CAMERAS, LiberoScene
 from vlarl_fast.envs.libero.success import LiberoSuccess
@@ -46,7 +47,8 @@ class LiberoTaskEngine:
     def __init__(self, scene: LiberoScene, num_envs: int, num_threads: int | None = None, *,
                  cameras=CAMERAS, height: int = 256, width: int = 256,
                  image_convention: str = "openvla", max_steps: int | None = None,
-                 settle_steps: int = SETTLE_STEPS, **render_options):
+                 settle_steps: int = SETTLE_STEPS, native_goal: bool = True,
+                 **render_options):
         self.scene = scene
         self.task = scene.task
         self.language = scene.language
@@ -61,6 +63,10 @@ class LiberoTaskEngine:
         self.num_envs = num_envs
         self.cameras = list(cams or [])
         self.success_check = LiberoSuccess(scene)
+        # Goals of joint predicates only run natively (whole chunks in one call, native early
+        # stop); others are decided by LIBERO's code after every control step (success.py).
+        self.native_predicates = compile_native_goal(scene) if native_goal else None
+        self._native_on = np.zeros(num_envs, dtype=bool)
         self.success = np.zeros(num_envs, dtype=bool)
         self.truncated = np.zeros(num_envs, dtype=bool)
         self.episode_steps = np.zeros(num_envs, dtype=np.int64)
@@ -81,6 +87,16 @@ class LiberoTaskEngine:
         if env_ids is None:
             return np.arange(self.num_envs)
         return np.asarray(env_ids, dtype=np.int64).reshape(-1)
+
+    def _native_goal(self, ids: np.ndarray, on: bool) -> None:
+        """Native success predicates on/off for envs (off while settling and for the first
+        step, whose states LIBERO does not score or the engine does not own)."""
+        if self.native_predicates is None:
+            return
+        change = ids[self._native_on[ids] != on]
+        if change.size:
+            self.engine.set_success(self.native_predicates if on else [], change)
+            self._native_on[change] = on
 
     @property
     def done(self) -> np.ndarray:
@@ -121,6 +137,7 @@ class LiberoTaskEngine:
                 states = np.broadcast_to(states, (ids.size, states.size))
             self.init_state_ids[ids] = -1
         self._start_states[ids] = states
+        self._native_goal(ids, False)
         self.engine.set_state(states, ids)
         self.success[ids] = False
         self.truncated[ids] = False
@@ -133,6 +150,8 @@ class LiberoTaskEngine:
             noop = np.broadcast_to(NOOP_ACTION, (ids.size, self.settle_steps - 1,
                                                  NOOP_ACTION.size))
             self.engine.step_chunk(noop, env_ids=ids, render="none")
+        if self.settle_steps > 0:
+            self._native_goal(ids, True)
         if render and self.cameras:
             return self.render(ids)
         return None
@@ -172,7 +191,23 @@ class LiberoTaskEngine:
             raise ValueError(f"actions must have shape ({ids.size}, K, 7), got {acts.shape}")
         executed = np.zeros(ids.size, dtype=np.int64)
         active = ~self.done[ids]
-        for k in range(acts.shape[1]):
+        K = acts.shape[1]
+        run = ids[active]
+        if (self.native_predicates is not None and run.size and K > 1
+                and not self._pending_first[run].any()
+                and (self.max_steps - self.episode_steps[run] >= K).all()):
+            # The whole chunk in one native call; envs stop natively at their success step.
+            everyone = run.size == self.num_envs and bool((run == np.arange(run.size)).all())
+            r = self.engine.step_chunk(acts[active], env_ids=None if everyone else run,
+                                       render="none")
+            n = r.steps_executed.astype(np.int64)
+            executed[active] = n
+            self.episode_steps[run] += n
+            self.success[run] |= r.success
+            self.truncated[run] |= ~self.success[run] & (self.episode_steps[run] >=
+                                                         self.max_steps)
+            active[:] = False
+        for k in range(K):
             rows = np.nonzero(active)[0]
             if rows.size == 0:
                 break
@@ -181,6 +216,7 @@ class LiberoTaskEngine:
             ok = np.zeros(run.size, dtype=bool)
             if first.any():
                 ok[first] = self._first_step(run[first], acts[rows[first], k])
+                self._native_goal(run[first], True)
             if (~first).any():
                 native = run[~first]
                 everyone = (native.size == self.num_envs
