@@ -36,9 +36,6 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from vlarl_fast.compat._source_tree import ensure_kernels_importable  # noqa: E402
-
-ensure_kernels_importable()
 from vlarl_fast.kernels import action_logprob, grpo_loss  # noqa: E402
 
 TEMPERATURE = 1.6

@@ -9,11 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vlarl_fast.compat._source_tree import ensure_kernels_importable
-
-ensure_kernels_importable()
-
-from vlarl_fast.kernels.dispatch import triton_available, triton_interpreting  # noqa: E402
+from vlarl_fast.kernels.dispatch import triton_available, triton_interpreting
 
 HAS_CUDA = torch.cuda.is_available()
 TRITON_RUNNABLE = triton_available() and (HAS_CUDA or triton_interpreting())

@@ -19,8 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
 import json
-from vlarl_fast.compat._source_tree import ensure_kernels_importable
-ensure_kernels_importable()
 from vlarl_fast.kernels.compile_check import compile_all
 print(json.dumps(compile_all((80, 90))))
 """

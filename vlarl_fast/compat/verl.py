@@ -23,12 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vlarl_fast.compat._source_tree import ensure_kernels_importable
-
-_kernels = ensure_kernels_importable()
-from vlarl_fast.kernels.advantage import grpo_outcome_advantage  # noqa: E402
-from vlarl_fast.kernels.grpo_loss import grpo_loss  # noqa: E402
-from vlarl_fast.kernels.reference import AGG_MODES, MASKED_MEAN_EPS, token_weights  # noqa: E402
+from vlarl_fast.kernels.advantage import grpo_outcome_advantage
+from vlarl_fast.kernels.grpo_loss import grpo_loss
+from vlarl_fast.kernels.reference import AGG_MODES, MASKED_MEAN_EPS, token_weights
 
 __all__ = [
     "agg_loss",
