@@ -1,0 +1,1 @@
+"""Scenes and task registries: built-in tasks (`builtin`), LIBERO suites (`libero`)."""
