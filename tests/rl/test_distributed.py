@@ -76,6 +76,7 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
         diff = (got["state"][name].float() - value.float()).abs().max().item()
         worst = max(worst, diff)
         moved += int((value.float() - base.state_dict()[name].float()).abs().max().item() > 0)
+    print(f"2-rank vs 1-process: max |param diff| {worst:.3e} over {len(ref)} tensors ({moved} changed by the update)")
     assert moved > 10, "the update did not change the parameters"
     assert worst <= TOLERANCE, f"max parameter difference {worst:.3e} > {TOLERANCE}"
     for key in ("actor/pg_loss", "actor/clipfrac", "actor/ppo_kl"):
