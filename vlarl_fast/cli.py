@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering without a display
     argv = sys.argv[1:] if argv is None else list(argv)
     if _is_libero_eval(argv):
         return _libero_eval(argv[1:])
