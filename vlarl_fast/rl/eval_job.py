@@ -13,13 +13,14 @@ from vlarl_fast.envs.builtin.tasks import get_tasks
 from vlarl_fast.recipes.config import TrainConfig
 from vlarl_fast.rl.evaluate import evaluate, evaluation_set
 from vlarl_fast.rl.policy_setup import build_policy
-from vlarl_fast.rl.video import write_videos
+from vlarl_fast.rl.video import VideoWriter
 
 
 def run_eval(cfg: TrainConfig, policy_dir: Path | None, *, episodes_per_task: int | None = None,
              videos: int = 0, video_dir: str | None = None) -> dict:
     if cfg.run.torch_threads:
         torch.set_num_threads(cfg.run.torch_threads)
+    writer = VideoWriter() if videos else None  # before the engine and the policy (see VideoWriter)
     policy = build_policy(cfg.policy.image_size, cfg.run.seed, str(policy_dir) if policy_dir else None)
     tasks = get_tasks(cfg.env.tasks)
     state_env = BuiltinTableEnv()
@@ -33,7 +34,8 @@ def run_eval(cfg: TrainConfig, policy_dir: Path | None, *, episodes_per_task: in
     finally:
         env.close()
         state_env.close()
-    if result["videos"]:
+    if writer is not None:
         out = Path(video_dir) if video_dir else Path(cfg.run.out_dir) / "eval_videos"
-        result["video_paths"] = [str(p) for p in write_videos(out, result["videos"])]
+        result["video_paths"] = writer.write(out, result["videos"]) if result["videos"] else []
+        writer.close()
     return result

@@ -54,6 +54,11 @@ class Trainer:
         self.out_dir = Path(cfg.run.out_dir)
         self.tasks = get_tasks(cfg.env.tasks)
         self.instructions = [t.instruction for t in self.tasks]
+        self.video_writer = None
+        if cfg.eval.videos and self.info.is_main:
+            from vlarl_fast.rl.video import VideoWriter
+
+            self.video_writer = VideoWriter()  # before the engine: see VideoWriter
         self.state_env = BuiltinTableEnv()
         self.policy = build_policy(cfg.policy.image_size, cfg.run.seed, cfg.policy.init)
         k = self.policy.config.chunk_len
@@ -71,6 +76,8 @@ class Trainer:
         return self.cfg.run.resume and checkpoint.latest_checkpoint(self.cfg.run.out_dir) is not None
 
     def close(self) -> None:
+        if self.video_writer is not None:
+            self.video_writer.close()
         self.env.close()
         self.state_env.close()
         self.log.close()
@@ -122,10 +129,8 @@ class Trainer:
         self.log.log(step, metrics, kind="eval")
         self.progress.write(f"[eval {label}] step {step}: success {result['success']:.3f} over "
                             f"{result['episodes']} held-out episodes {result['per_task']}")
-        if result["videos"]:
-            from vlarl_fast.rl.video import write_videos
-
-            write_videos(self.out_dir / "videos" / f"{label}_step{step:06d}", result["videos"])
+        if result["videos"] and self.video_writer is not None:
+            self.video_writer.write(self.out_dir / "videos" / f"{label}_step{step:06d}", result["videos"])
         return record
 
     # ------------------------------------------------------------------ GRPO

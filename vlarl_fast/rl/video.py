@@ -21,3 +21,37 @@ def write_videos(directory: str | Path, clips: list[tuple[str, bool, np.ndarray]
         imageio.mimwrite(path, list(big), fps=fps, macro_block_size=1)
         paths.append(path)
     return paths
+
+
+def _writer_main(conn) -> None:
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        directory, clips, fps, scale = msg
+        conn.send([str(p) for p in write_videos(directory, clips, fps, scale)])
+
+
+class VideoWriter:
+    """Writes videos from a small helper process started before the engine exists.
+
+    ffmpeg runs as a child process; forking it from a process that already holds the engine's
+    renderers and a policy can fail with ENOMEM under the kernel's overcommit heuristic, so the
+    fork happens in this helper instead."""
+
+    def __init__(self):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_writer_main, args=(child,), daemon=True)
+        self._proc.start()
+
+    def write(self, directory, clips, fps: int = 4, scale: int = 4) -> list[str]:
+        self._conn.send((str(directory), clips, fps, scale))
+        return self._conn.recv()
+
+    def close(self) -> None:
+        if self._proc.is_alive():
+            self._conn.send(None)
+            self._proc.join(timeout=30)
