@@ -45,38 +45,31 @@ def _settled_state(model: mujoco.MjModel, steps: int) -> np.ndarray:
     return state
 
 
-def _median_rate(fn, steps_per_call: int, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return steps_per_call / statistics.median(times)
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
-def bench_scene(name: str, model: mujoco.MjModel, num_envs: int, nstep: int, repeats: int):
+def bench_scene(model: mujoco.MjModel, num_envs: int, nstep: int, repeats: int):
+    """Steps/s per method. Methods are timed in interleaved rounds (one call of each per round),
+    so that load changes on a shared machine hit every method alike; medians over rounds."""
     state = _settled_state(model, 200)  # a typical, contact-carrying state
     total = num_envs * nstep
-    rows = {}
-
-    raw_times = [C.time_raw_mj_step(model._address, state, nstep, num_envs) for _ in range(repeats)]
-    rows["raw C mj_step, 1 thread (limit)"] = 1.0 / statistics.median(raw_times)
-
     datas = [mujoco.MjData(model) for _ in range(num_envs)]
 
-    def reset_datas():
+    def python_loop():
         for d in datas:
             mujoco.mj_setState(model, d, state, FULL_STATE_SPEC)
-
-    def python_loop():
-        reset_datas()
-        for d in datas:
             for _ in range(nstep):
                 mujoco.mj_step(model, d)
 
-    rows["python mujoco.mj_step loop"] = _median_rate(python_loop, total, repeats)
-
+    timers = {
+        # C++ times only its mj_step calls: already seconds per step
+        "raw C mj_step, 1 thread (limit)":
+            lambda: C.time_raw_mj_step(model._address, state, nstep, num_envs) * total,
+        "python mujoco.mj_step loop": lambda: _time(python_loop),
+    }
     try:
         from mujoco import rollout
 
@@ -89,28 +82,39 @@ def bench_scene(name: str, model: mujoco.MjModel, num_envs: int, nstep: int, rep
         ctrl = np.zeros((num_envs, nstep, model.nu))
         for threads in (1, 2):
             ds = [mujoco.MjData(model) for _ in range(threads)]
-            fn = lambda ds=ds: rollout.rollout(model, ds, init, ctrl)  # noqa: E731
-            rows[f"mujoco.rollout, {threads} thread(s)"] = _median_rate(fn, total, repeats)
+            timers[f"mujoco.rollout, {threads} thread(s)"] = (
+                lambda ds=ds: _time(lambda: rollout.rollout(model, ds, init, ctrl)))
     except Exception as exc:  # pragma: no cover - depends on the mujoco release
-        rows["mujoco.rollout"] = float("nan")
         print(f"mujoco.rollout unavailable: {exc}")
 
-    for threads in (1, 2):
-        with Engine(model, num_envs, threads) as engine:
+    engines = [Engine(model, num_envs, threads) for threads in (1, 2)]
+    for engine in engines:
+        def step(engine=engine):
             engine.set_state(state)
+            engine.step(None, nstep)
 
-            def step(engine=engine):
-                engine.set_state(state)
-                engine.step(None, nstep)
+        timers[f"vlarl-fast Engine, {engine.num_threads} thread(s)"] = (
+            lambda step=step: _time(step))
 
-            rows[f"vlarl-fast Engine, {threads} thread(s)"] = _median_rate(step, total, repeats)
-    return rows
+    samples = {name: [] for name in timers}
+    for fn in timers.values():
+        fn()  # warm-up
+    for _ in range(repeats):
+        for name, fn in timers.items():
+            samples[name].append(fn())
+    for engine in engines:
+        engine.close()
+    limit = samples["raw C mj_step, 1 thread (limit)"]
+    ratio = [e / r for e, r in zip(samples["vlarl-fast Engine, 1 thread(s)"], limit)]
+    rates = {name: total / statistics.median(t) for name, t in samples.items()}
+    return rates, statistics.median(ratio) - 1.0
 
 
 def format_table(results: dict, num_envs: int, nstep: int) -> str:
+    load = os.getloadavg()[0]
     lines = [f"Physics steps/s (median), {num_envs} envs x {nstep} mj_step per call, "
-             f"machine: {os.cpu_count()} CPU cores"]
-    for scene, rows in results.items():
+             f"machine: {os.cpu_count()} CPU cores, load average {load:.2f} at the end"]
+    for scene, (rows, overhead) in results.items():
         limit = rows["raw C mj_step, 1 thread (limit)"]
         python = rows["python mujoco.mj_step loop"]
         lines.append("")
@@ -118,19 +122,19 @@ def format_table(results: dict, num_envs: int, nstep: int) -> str:
         lines.append(f"  {'method':<38} {'steps/s':>12} {'x python':>9} {'/ limit':>8}")
         for method, rate in rows.items():
             lines.append(f"  {method:<38} {rate:>12,.0f} {rate / python:>9.2f} {rate / limit:>8.3f}")
-        overhead = limit / rows["vlarl-fast Engine, 1 thread(s)"] - 1.0
-        lines.append(f"  engine overhead above the raw limit at 1 thread: {100 * overhead:+.1f}%")
+        lines.append(f"  engine overhead above the raw limit at 1 thread (median of per-round "
+                     f"ratios): {100 * overhead:+.1f}%")
     return "\n".join(lines)
 
 
 def run(smoke: bool = False, num_envs: int = 8, nstep: int = 25) -> str:
-    repeats = 3 if smoke else 15
+    repeats = 3 if smoke else 30
     if smoke:
         num_envs, nstep = 4, 10
     results = {
-        "robosuite Panda Lift": bench_scene("lift", _robosuite_lift(), num_envs, nstep, repeats),
+        "robosuite Panda Lift": bench_scene(_robosuite_lift(), num_envs, nstep, repeats),
         "contact pile (24 objects)": bench_scene(
-            "pile", mujoco.MjModel.from_xml_string(contact_pile_xml(24)), num_envs, nstep, repeats),
+            mujoco.MjModel.from_xml_string(contact_pile_xml(24)), num_envs, nstep, repeats),
     }
     return format_table(results, num_envs, nstep)
 

@@ -86,7 +86,7 @@ void bind_env_batch(py::module_& m) {
 
   m.def(
       "time_raw_mj_step",
-      [](std::uintptr_t model_address, py::object state, int nstep, int nrepeat) {
+      [](std::uintptr_t model_address, py::object state, int nstep, int num_datas) {
         if (model_address == 0) throw py::value_error("model address is null");
         const mjModel* model = reinterpret_cast<const mjModel*>(model_address);
         py::array_t<double, py::array::c_style | py::array::forcecast> st;
@@ -99,9 +99,9 @@ void bind_env_batch(py::module_& m) {
           state_ptr = st.data();
         }
         py::gil_scoped_release nogil;
-        return time_raw_mj_step(model, state_ptr, nstep, nrepeat);
+        return time_raw_mj_step(model, state_ptr, nstep, num_datas);
       },
-      py::arg("model_address"), py::arg("state"), py::arg("nstep"), py::arg("nrepeat") = 1,
+      py::arg("model_address"), py::arg("state"), py::arg("nstep"), py::arg("num_datas") = 1,
       "Seconds per mj_step in a bare C loop on one thread (the physics limit).");
 
   py::class_<EnvBatch, BatchPtr>(m, "EnvBatch")
