@@ -9,11 +9,6 @@
 namespace vlarl {
 namespace {
 
-int bad_state_warnings(const mjData* d) {
-  return d->warning[mjWARN_BADQPOS].number + d->warning[mjWARN_BADQVEL].number +
-         d->warning[mjWARN_BADQACC].number;
-}
-
 struct ControlStepCtx {
   const mjModel* m;
   mjData* d;
@@ -42,18 +37,6 @@ void control_step(void* p) {
   }
 }
 
-struct ModelDataCtx {
-  const mjModel* m;
-  mjData* d;
-};
-void forward_env(void* p) {
-  auto* c = static_cast<ModelDataCtx*>(p);
-  mj_forward(c->m, c->d);
-}
-void reset_env(void* p) {
-  auto* c = static_cast<ModelDataCtx*>(p);
-  mj_resetData(c->m, c->d);
-}
 
 }  // namespace
 
@@ -107,9 +90,8 @@ void ChunkRunner::reset_episodes(const std::vector<int>& env_ids) {
   batch_->pool().parallel_for(static_cast<int>(ids.size()), [&](int slot, int) {
     const int env = ids[slot];
     mjData* d = batch_->data(env);
-    ModelDataCtx ctx{m, d};
     std::string error;
-    if (!guarded_call(&forward_env, &ctx, &error)) {
+    if (!guarded_forward(m, d, &error)) {
       batch_->mark(env, kEnvError, error);
       return;
     }
@@ -194,8 +176,7 @@ std::vector<int> ChunkRunner::run(const double* actions, int K, const std::vecto
                            false};
         std::string error;
         if (!guarded_call(&control_step, &ctx, &error)) {
-          ModelDataCtx reset{m, d};
-          guarded_call(&reset_env, &reset, nullptr);
+          guarded_reset(m, d, nullptr);
           batch_->mark(env, kEnvError, error);
           errored[slot] = 1;
           stopped = true;

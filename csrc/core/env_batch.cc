@@ -11,11 +11,6 @@ namespace {
 
 constexpr std::size_t kAlign = 64;  // mju_malloc's alignment; also a cache line
 
-int bad_state_warnings(const mjData* d) {
-  return d->warning[mjWARN_BADQPOS].number + d->warning[mjWARN_BADQVEL].number +
-         d->warning[mjWARN_BADQACC].number;
-}
-
 struct StepCtx {
   const mjModel* m;
   mjData* d;
@@ -36,18 +31,6 @@ void step_env(void* p) {
   }
 }
 
-struct ModelDataCtx {
-  const mjModel* m;
-  mjData* d;
-};
-void forward_env(void* p) {
-  auto* c = static_cast<ModelDataCtx*>(p);
-  mj_forward(c->m, c->d);
-}
-void reset_env(void* p) {
-  auto* c = static_cast<ModelDataCtx*>(p);
-  mj_resetData(c->m, c->d);
-}
 
 struct CopyModelCtx {
   const mjModel* src;
@@ -196,8 +179,7 @@ std::vector<int> EnvBatch::step(const mjtNum* ctrl, int nstep, const std::vector
     std::string error;
     if (!guarded_call(&step_env, &ctx, &error)) {
       // MuJoCo's stack markers are inconsistent after the jump: reset the env's data.
-      ModelDataCtx reset{model_, d};
-      guarded_call(&reset_env, &reset, nullptr);
+      guarded_reset(model_, d, nullptr);
       mark(env, kEnvError, error);
       errored[slot] = 1;
     } else if (ctx.unstable) {
@@ -218,9 +200,8 @@ void EnvBatch::forward(const std::vector<int>& env_ids) {
   const std::vector<int> ids = resolve_ids(env_ids);
   pool_->parallel_for(static_cast<int>(ids.size()), [&](int slot, int) {
     const int env = ids[slot];
-    ModelDataCtx ctx{model_, datas_[env]};
     std::string error;
-    if (!guarded_call(&forward_env, &ctx, &error)) mark(env, kEnvError, error);
+    if (!guarded_forward(model_, datas_[env], &error)) mark(env, kEnvError, error);
   });
 }
 

@@ -63,6 +63,38 @@ void guarded_or_throw(const char* what, void (*fn)(void*), void* ctx) {
   }
 }
 
+namespace {
+
+struct ModelData {
+  const mjModel* m;
+  mjData* d;
+};
+void forward_data(void* p) {
+  auto* c = static_cast<ModelData*>(p);
+  mj_forward(c->m, c->d);
+}
+void reset_data(void* p) {
+  auto* c = static_cast<ModelData*>(p);
+  mj_resetData(c->m, c->d);
+}
+
+}  // namespace
+
+bool guarded_forward(const mjModel* m, mjData* d, std::string* error_message) {
+  ModelData ctx{m, d};
+  return guarded_call(&forward_data, &ctx, error_message);
+}
+
+bool guarded_reset(const mjModel* m, mjData* d, std::string* error_message) {
+  ModelData ctx{m, d};
+  return guarded_call(&reset_data, &ctx, error_message);
+}
+
+int bad_state_warnings(const mjData* d) {
+  return d->warning[mjWARN_BADQPOS].number + d->warning[mjWARN_BADQVEL].number +
+         d->warning[mjWARN_BADQACC].number;
+}
+
 std::string take_last_warning() {
   std::string out = tls_warning;
   tls_warning[0] = '\0';

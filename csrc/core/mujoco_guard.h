@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <mujoco/mujoco.h>
+
 namespace vlarl {
 
 class MujocoError : public std::runtime_error {
@@ -24,6 +26,15 @@ bool guarded_call(void (*fn)(void* ctx), void* ctx, std::string* error_message);
 
 // Same as guarded_call but throws MujocoError("<what>: <message>") on error.
 void guarded_or_throw(const char* what, void (*fn)(void* ctx), void* ctx);
+
+// mj_forward / mj_resetData under guarded_call (false + message on a MuJoCo error). After an
+// error inside a step, guarded_reset restores the data's consistency (its stack markers).
+bool guarded_forward(const mjModel* m, mjData* d, std::string* error_message);
+bool guarded_reset(const mjModel* m, mjData* d, std::string* error_message);
+
+// The count of MuJoCo's bad qpos/qvel/qacc warnings d has seen: when it changes across a step,
+// MuJoCo found the state unstable (and reset it).
+int bad_state_warnings(const mjData* d);
 
 // The last MuJoCo warning seen on this thread inside a guarded call ("" if none); clears it.
 std::string take_last_warning();
