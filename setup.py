@@ -58,7 +58,7 @@ setup(
     python_requires=">=3.10",
     packages=packages,
     package_dir={"vlarl_fast.kernels": "kernels"},
-    package_data={"vlarl_fast": ["recipes/*.yaml", "envs/assets/*.xml"]},
+    package_data={"vlarl_fast.recipes": ["*.yaml"]},
     ext_modules=[CMakeExtension("vlarl_fast._C")],
     cmdclass={"build_ext": CMakeBuild},
     install_requires=[
