@@ -11,22 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.control.robosuite_ref import start as _start  # the episode start set_state defines
+
 from .scenes import CAMERAS, SIZE, lift_env
 from vlarl_fast import Engine
 
 K = 8
 NUM_ENVS = 2
-
-
-def _start(env, state):
-    """robosuite at the episode start the engine's set_state(flattened state) defines."""
-    env.sim.set_state_from_flattened(state)
-    env.sim.data.qacc_warmstart[:] = 0
-    env.sim.forward()
-    robot = env.robots[0]
-    robot.controller.update(force=True)
-    robot.controller.reset_goal()
-    robot.gripper.current_action = np.zeros(robot.gripper.dof)
 
 
 @pytest.fixture(scope="module")
