@@ -88,6 +88,8 @@ setup(
         "libero": ["bddl==1.0.1", "easydict", "PyOpenGL", "opencv-python-headless", "future",
                    "cloudpickle"],
         "test": ["pytest", "pytest-benchmark", "pytest-timeout", "hypothesis"],
+        # The libraries SimpleVLA-RL preprocesses images with (input-parity tests).
+        "parity": ["tensorflow-cpu", "pillow"],
     },
     entry_points={"console_scripts": ["vlarl-fast=vlarl_fast.cli:main"]},
     zip_safe=False,
