@@ -46,7 +46,7 @@ def reference_preprocess(frame: np.ndarray, cfg: OpenVLAOFTConfig) -> np.ndarray
         img = t[0].permute(1, 2, 0).round().clamp(0, 255).numpy()
     x = img.astype(np.float32) / np.float32(255.0)
     if cfg.center_crop:
-        x = reference_tf_crop_and_resize(x, cfg.crop_scale)
+        x = reference_tf_crop_and_resize(img.astype(np.float32) * np.float32(1.0 / 255.0), cfg.crop_scale)
         x = np.minimum(np.floor(np.clip(x, 0, 1) * np.float32(255.5)), 255) / np.float32(255.0)
     chans = []
     for tower in cfg.vision:
@@ -70,7 +70,7 @@ def test_batched_preprocessing_equals_per_image_reference(height, width, num_ima
 
 
 def test_rotation_is_180_degrees_and_crop_scale_one_is_identity():
-    cfg = OpenVLAOFTConfig.tiny().replace(center_crop=True, crop_scale=1.0)
+    cfg = OpenVLAOFTConfig.tiny().replace(center_crop=True, crop_scale=1.0, rotate_180=True)
     frames = make_frames(2, 1, 16, 16, seed=3)
     rotated = OpenVLAProcessor(cfg, None).pixel_values(frames, "cpu")
     upright = OpenVLAProcessor(cfg.replace(rotate_180=False), None).pixel_values(np.ascontiguousarray(frames[:, :, ::-1, ::-1]), "cpu")

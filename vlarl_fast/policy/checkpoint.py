@@ -85,7 +85,8 @@ def config_to_hf_dict(config: OpenVLAOFTConfig, norm_stats: Mapping[str, Any], d
         "vlarl_fast": {
             "chunk_len": config.chunk_len, "action_dim": config.action_dim, "bos_token_id": config.bos_token_id,
             "stop_token_id": config.stop_token_id, "empty_token_id": config.empty_token_id,
-            "rotate_180": config.rotate_180, "center_crop": config.center_crop, "crop_scale": config.crop_scale,
+            "image_pipeline": config.image_pipeline, "rotate_180": config.rotate_180,
+            "center_crop": config.center_crop, "crop_scale": config.crop_scale,
             "resize_mode": config.resize_mode, "gripper_mode": config.gripper_mode,
         },
     }
@@ -95,8 +96,23 @@ def config_to_hf_dict(config: OpenVLAOFTConfig, norm_stats: Mapping[str, Any], d
 
 
 def config_from_hf_dict(d: Mapping[str, Any], *, num_images: int | None = None, use_proprio: bool | None = None) -> OpenVLAOFTConfig:
+    """config.json -> OpenVLAOFTConfig.
+
+    Image preprocessing: an official config (no `vlarl_fast` block) gets the dataclass defaults,
+    i.e. SimpleVLA-RL's pipeline (`image_pipeline="simplevla"`, centre crop) on frames already in
+    OpenVLA orientation (`rotate_180=False`: the engine's image_convention="openvla"). A `vlarl_fast`
+    block (checkpoints we write) is read as written. A block written before `image_pipeline`
+    existed is migrated: custom towers (the tiny built-in policy) keep the fast "resize" path and
+    their switches; official towers get the SimpleVLA-RL pipeline and `rotate_180=False` (the old
+    default `rotate_180=True` rotated the engine's already rotated frames a second time).
+    """
     extra = dict(d.get("vlarl_fast", {}))
     tower_dicts = extra.pop("vision_towers", None)
+    if extra and "image_pipeline" not in extra:
+        if tower_dicts is not None:
+            extra["image_pipeline"] = "resize"
+        else:
+            extra.update(image_pipeline="simplevla", rotate_180=False)
     if tower_dicts is not None:
         towers = tuple(ViTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in t.items()}) for t in tower_dicts)
     else:

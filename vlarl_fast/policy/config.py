@@ -27,6 +27,7 @@ SIGLIP_TIMM_ID = "vit_so400m_patch14_siglip_224"
 
 _ACTIVATIONS = ("gelu", "gelu_tanh")
 _RESIZE_MODES = ("bicubic", "bilinear")
+_IMAGE_PIPELINES = ("simplevla", "resize")
 _GRIPPER_MODES = ("libero", "none")
 
 
@@ -184,8 +185,15 @@ class OpenVLAOFTConfig:
     bos_token_id: int = 1
     stop_token_id: int = 2
     empty_token_id: int = 29871  # Llama-2 '▁', appended after "Out:" as at OpenVLA training time
-    # Image preprocessing (OpenVLA-OFT LIBERO pipeline, see processor.py).
-    rotate_180: bool = True
+    # Image preprocessing (see processor.py and docs/policy.md, "What the policy sees").
+    # image_pipeline: "simplevla" = SimpleVLA-RL's LIBERO resize, bit-exact (JPEG quality-95 round
+    # trip, then TF lanczos3 with antialias to image_size, always applied); "resize" = the fast path
+    # (antialiased `resize_mode` interpolation, only when the frame is not image_size already).
+    image_pipeline: str = "simplevla"
+    # rotate_180: the frames arrive in LIBERO/robosuite's raw render orientation (upside down), so
+    # rotate them first, as SimpleVLA-RL's `img[::-1, ::-1]`. False for the engine's
+    # image_convention="openvla" frames, which are already rotated.
+    rotate_180: bool = False
     center_crop: bool = True
     crop_scale: float = 0.9
     resize_mode: str = "bicubic"
@@ -212,6 +220,7 @@ class OpenVLAOFTConfig:
             value = getattr(self, name)
             _require(0 <= value < self.text.vocab_size, f"OpenVLAOFTConfig.{name} must be in [0, {self.text.vocab_size}), got {value}")
         _require(0.0 < self.crop_scale <= 1.0, f"OpenVLAOFTConfig.crop_scale must be in (0, 1], got {self.crop_scale}")
+        _require(self.image_pipeline in _IMAGE_PIPELINES, f"OpenVLAOFTConfig.image_pipeline must be one of {_IMAGE_PIPELINES}, got {self.image_pipeline!r}")
         _require(self.resize_mode in _RESIZE_MODES, f"OpenVLAOFTConfig.resize_mode must be one of {_RESIZE_MODES}, got {self.resize_mode!r}")
         _require(self.gripper_mode in _GRIPPER_MODES, f"OpenVLAOFTConfig.gripper_mode must be one of {_GRIPPER_MODES}, got {self.gripper_mode!r}")
 
@@ -267,7 +276,8 @@ class OpenVLAOFTConfig:
     @staticmethod
     def tiny(num_images: int = 1, use_proprio: bool = False, image_size: int = 16) -> "OpenVLAOFTConfig":
         """CPU test preset. Token ids follow `tokenizer.build_tiny_tokenizer()` (384 base ids,
-        `<PAD>` = 384, padded vocabulary 448, bins = ids 128..383)."""
+        `<PAD>` = 384, padded vocabulary 448, bins = ids 128..383). Images take the fast
+        `image_pipeline="resize"` path."""
         from vlarl_fast.policy.tokenizer import TINY_BASE_VOCAB, TINY_EMPTY_TOKEN_ID
 
         dino = ViTConfig(
@@ -288,6 +298,6 @@ class OpenVLAOFTConfig:
         return OpenVLAOFTConfig(
             vision=(dino, siglip), text=text, num_images=num_images, use_proprio=use_proprio,
             proprio_dim=8, pad_token_id=TINY_BASE_VOCAB, bos_token_id=1, stop_token_id=2,
-            empty_token_id=TINY_EMPTY_TOKEN_ID, vision_backbone_id="tiny-dinosiglip",
+            empty_token_id=TINY_EMPTY_TOKEN_ID, image_pipeline="resize", vision_backbone_id="tiny-dinosiglip",
             llm_backbone_id="tiny-llama",
         )

@@ -1,18 +1,23 @@
 """Batched, on-device observation preprocessing and prompt tokenisation (OpenVLA-OFT LIBERO pipeline).
 
 Per image (all steps batched over `[B, num_images]`, no per-sample Python loop):
-1. `rotate_180`: LIBERO renders are upside down; OFT's `get_libero_image` takes `img[::-1, ::-1]`.
-   Set `rotate_180=False` in the config when frames arrive already upright.
-2. Resize to the model resolution (224) when the frame is not already that size, then round to uint8
-   levels. OFT does this with TF (JPEG round-trip + lanczos3 with antialias); TF is not available on
-   the device path, so an antialiased bicubic resize is used instead (`resize_mode`). Frames already
-   at the model resolution (SimpleVLA-RL renders 256 and resizes to 224 once) skip this step.
-3. `center_crop`: OFT's `crop_and_resize` with `crop_scale=0.9`: a centred box of side sqrt(0.9)
-   resampled back to full size with `tf.image.crop_and_resize` bilinear semantics
-   (`in = y1 (H-1) + i (y2-y1)(H-1)/(S-1)`), then `convert_image_dtype(..., uint8, saturate=True)`,
+1. `rotate_180` (default False): the frames arrive in LIBERO/robosuite's raw render orientation, so
+   they are rotated first, as SimpleVLA-RL's `get_libero_image` takes `img[::-1, ::-1]`. The engine's
+   `image_convention="openvla"` frames are already rotated: never rotate those again.
+2. `image_pipeline`:
+   * "simplevla" (official checkpoints): SimpleVLA-RL's `resize_image`, bit-exact
+     (`simplevla_images.simplevla_resize`: TF's JPEG quality-95 round trip, TF lanczos3 with
+     antialias to the model resolution, round half to even, clip, uint8), whatever the frame size.
+   * "resize" (the tiny built-in policy): antialiased `resize_mode` interpolation to the model
+     resolution when the frame is not that size already, rounded to uint8 levels.
+3. `center_crop`: OFT's `crop_and_resize` with `crop_scale=0.9` as TF computes it:
+   `convert_image_dtype` to float32 (multiplication by float32(1/255)), a centred box of side
+   `sqrt(float32(0.9))` resampled back to full size with `tf.image.crop_and_resize` bilinear semantics
+   (`in = y1 (H-1) + i (y2-y1)(H-1)/(S-1)`), clip, then `convert_image_dtype(..., uint8, saturate=True)`,
    i.e. `floor(clip(v, 0, 1) * 255.5)`.
-4. Per-tower normalisation (`(v/255 - mean) / std`, DINOv2 ImageNet stats for channels 0..2, SigLIP
-   0.5/0.5 for channels 3..5); the processor's own bicubic resize is a no-op at 224 px.
+4. The Prismatic processor: `ToTensor` (`levels / 255`) and per-tower normalisation
+   (`(v - mean) / std`, DINOv2 ImageNet stats for channels 0..2, SigLIP 0.5/0.5 for channels 3..5);
+   its own bicubic resize is a no-op at 224 px.
 
 Prompt ids are left-padded with the pad id (`PromptBatch`); BOS is not part of them: the model
 places BOS at sequence position 0, then the vision tokens, then the prompt.
@@ -21,7 +26,6 @@ places BOS at sequence position 0, then the vision tokens, then the prompt.
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -31,6 +35,7 @@ import torch.nn.functional as F
 
 from vlarl_fast.policy.action_tokenizer import normalise_proprio
 from vlarl_fast.policy.config import OpenVLAOFTConfig
+from vlarl_fast.policy.simplevla_images import simplevla_resize
 from vlarl_fast.policy.tokenizer import PromptTokenizer
 
 
@@ -67,8 +72,9 @@ def as_uint8_frames(images: Any, num_images: int, device: torch.device | str) ->
 
 
 def crop_box(crop_scale: float) -> tuple[float, float]:
-    """(offset, extent) of OFT's centred crop box in normalised coordinates (float32, as TF computes it)."""
-    side = np.float32(min(max(math.sqrt(crop_scale), 0.0), 1.0))
+    """(offset, extent) of OFT's centred crop box in normalised coordinates, in float32 as TF computes
+    it: `clip(sqrt(float32(crop_scale)), 0, 1)` (for 0.9 one ulp below float32(sqrt(0.9)))."""
+    side = np.clip(np.sqrt(np.float32(crop_scale)), np.float32(0.0), np.float32(1.0))
     offset = (np.float32(1.0) - side) / np.float32(2.0)
     return float(offset), float(side)
 
@@ -100,6 +106,9 @@ def center_crop_resize(x: torch.Tensor, crop_scale: float) -> torch.Tensor:
     return upper + (rows.index_select(2, bottom) - upper) * wy[:, None]
 
 
+_INV_255 = float(np.float32(1.0 / 255.0))  # TF's convert_image_dtype scale for uint8 -> float32
+
+
 class OpenVLAProcessor:
     def __init__(self, config: OpenVLAOFTConfig, tokenizer: PromptTokenizer | None):
         self.config = config
@@ -114,17 +123,20 @@ class OpenVLAProcessor:
         frames = as_uint8_frames(images, cfg.num_images, device)
         b, n, h, w, _ = frames.shape
         size = cfg.image_size
-        x = frames.reshape(b * n, h, w, 3).permute(0, 3, 1, 2).float()
+        x = frames.reshape(b * n, h, w, 3)
         if cfg.rotate_180:
-            x = x.flip(-2, -1)
-        if (h, w) != (size, size):
-            x = F.interpolate(x, size=(size, size), mode=cfg.resize_mode, align_corners=False, antialias=True)
-            x = x.round().clamp(0.0, 255.0)
-        x = x / 255.0
+            x = x.flip(1, 2)
+        if cfg.image_pipeline == "simplevla":
+            levels = simplevla_resize(x, size).permute(0, 3, 1, 2).float()
+        else:
+            levels = x.permute(0, 3, 1, 2).float()
+            if (h, w) != (size, size):
+                levels = F.interpolate(levels, size=(size, size), mode=cfg.resize_mode, align_corners=False, antialias=True)
+                levels = levels.round().clamp(0.0, 255.0)
         if cfg.center_crop:
-            x = center_crop_resize(x, cfg.crop_scale)
-            x = torch.floor(x.clamp(0.0, 1.0) * 255.5).clamp(max=255.0) / 255.0
-        x = x.repeat(1, 2, 1, 1)
+            v = center_crop_resize(levels * _INV_255, cfg.crop_scale)  # convert_image_dtype(float32)
+            levels = torch.floor(v.clamp(0.0, 1.0) * 255.5).clamp(max=255.0)  # ... back to uint8
+        x = (levels / 255.0).repeat(1, 2, 1, 1)  # ToTensor
         mean = torch.tensor(self._mean, dtype=torch.float32, device=x.device)[:, None, None]
         std = torch.tensor(self._std, dtype=torch.float32, device=x.device)[:, None, None]
         x = (x - mean) / std
