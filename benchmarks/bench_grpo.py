@@ -32,7 +32,7 @@ UPDATE_REPEATS = 3  # updates are short: timed 3 times on fresh copies, minimum 
 # ----------------------------------------------------------------------------- the benchmark
 def run(smoke: bool = False) -> str:
     from vlarl_fast.bench.grpo_baseline import ProcessPerEnv, baseline_rollout, baseline_update
-    from vlarl_fast.envs.builtin.chunk_env import make_chunk_env
+    from vlarl_fast.envs.builtin.make_env import make_chunk_env
     from vlarl_fast.envs.builtin.init_states import states_from_seeds
     from vlarl_fast.envs.builtin.scene import BuiltinTableEnv
     from vlarl_fast.envs.builtin.tasks import get_tasks

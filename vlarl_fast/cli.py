@@ -2,18 +2,22 @@
 
     vlarl-fast train                                  built-in tasks: one-demo SFT, then GRPO, then eval
     vlarl-fast train --recipe builtin_cpu grpo.iterations=40 grpo.lr=1e-4
+    vlarl-fast train --recipe libero_spatial policy.init=<openvla-oft dir>   SimpleVLA-RL's LIBERO recipe
+    vlarl-fast train --suite libero_10 policy.init=<dir>                     (the suite's recipe)
     torchrun --nproc-per-node 2 -m vlarl_fast.cli train run.out_dir=runs/ddp
-    vlarl-fast eval --checkpoint runs/builtin/checkpoints/latest --episodes 50 --videos 4
-    vlarl-fast eval --suite libero_spatial --policy <openvla-oft dir> [--num-init-states 10 ...]
-    vlarl-fast bench [engine|control|render|kernels|policy|libero|grpo] [--smoke]
+    vlarl-fast eval --checkpoint runs/builtin --episodes 50 --videos 4
+    vlarl-fast eval --suite libero_spatial --checkpoint <openvla-oft dir> [--episodes 10] [--tasks 0 3]
+    vlarl-fast bench [engine|control|render|kernels|policy|libero|grpo] [--smoke] [--suite libero_spatial]
 
-Overrides are `section.field=value` (see vlarl_fast/recipes/config.py).
+Overrides are `section.field=value` (see vlarl_fast/recipes/config.py). Errors are one line
+(exit code 2 for bad usage or configuration); `--debug` or VLARL_DEBUG=1 shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -22,11 +26,42 @@ BENCHMARKS = ("engine", "control", "render", "kernels", "policy", "libero", "grp
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+class UsageError(ValueError):
+    """A bad command line or configuration value (exit code 2)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a usage error reported on one line (and exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _recipe_for(args) -> str:
+    """--recipe, else the suite's own recipe (libero_*), else the built-in default."""
+    if args.recipe:
+        return args.recipe
+    suite = getattr(args, "suite", None)
+    if suite and suite != "builtin":
+        from vlarl_fast.recipes.config import RECIPE_DIR
+
+        if not (RECIPE_DIR / f"{suite}.yaml").is_file():
+            raise UsageError(f"--suite {suite}: no recipe of that name; expected builtin or one of "
+                             f"{sorted(p.stem for p in RECIPE_DIR.glob('libero_*.yaml'))}")
+        return suite
+    return "builtin_cpu"
+
+
+def _suite_overrides(args) -> list[str]:
+    suite = getattr(args, "suite", None)
+    return [f"env.suite={suite}"] if suite and args.recipe else []
+
+
 def _train(args) -> int:
     from vlarl_fast.recipes import load_config
     from vlarl_fast.rl.trainer import train
 
-    cfg = load_config(args.recipe, args.overrides)
+    cfg = load_config(_recipe_for(args), _suite_overrides(args) + args.overrides)
     result = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         for record in result.get("history", []):
@@ -49,86 +84,123 @@ def _resolve_policy_dir(path: Path) -> Path:
     raise FileNotFoundError(f"--checkpoint {path}: no policy config.json there, in policy/, or via checkpoints/latest")
 
 
-def _libero_eval(argv: list[str]) -> int:
-    """`vlarl-fast eval --suite libero_* --policy CKPT ...`: the LIBERO evaluator's own options
-    (vlarl_fast.envs.libero.evaluate.add_eval_arguments)."""
-    from vlarl_fast.envs.libero.evaluate import add_eval_arguments, main_eval
-
-    parser = argparse.ArgumentParser(prog="vlarl-fast eval", description="LIBERO suite evaluation")
-    add_eval_arguments(parser)
-    main_eval(parser.parse_args(argv))
-    return 0
-
-
-def _is_libero_eval(argv: list[str]) -> bool:
-    if not argv or argv[0] != "eval":
-        return False
-    for i, a in enumerate(argv):
-        if a == "--suite" and i + 1 < len(argv):
-            return argv[i + 1].startswith("libero")
-        if a.startswith("--suite="):
-            return a.split("=", 1)[1].startswith("libero")
-    return False
-
-
 def _eval(args) -> int:
     from vlarl_fast.recipes import load_config
     from vlarl_fast.rl.eval_job import run_eval
+    from vlarl_fast.rl.evaluate import markdown_table
 
-    cfg = load_config(args.recipe, args.overrides)
-    policy_dir = _resolve_policy_dir(Path(args.checkpoint)) if args.checkpoint else None
+    checkpoint = args.checkpoint or args.policy
+    if checkpoint is None and not args.untrained:
+        raise UsageError("eval: --checkpoint DIR is required (or --untrained to score the untrained "
+                         "built-in policy on purpose)")
+    if checkpoint is not None and args.untrained:
+        raise UsageError("eval: --untrained and --checkpoint exclude each other")
+    overrides = _suite_overrides(args)
+    policy_dir = None
+    if checkpoint is not None:
+        policy_dir = _resolve_policy_dir(Path(checkpoint))
+        if args.suite not in (None, "builtin"):
+            overrides += ["policy.preset=checkpoint", f"policy.init={policy_dir}"]
+    elif args.suite not in (None, "builtin"):
+        raise UsageError(f"eval --suite {args.suite}: --untrained applies to the built-in tasks only")
+    if args.tasks:
+        overrides.append(f"env.tasks=[{','.join(args.tasks)}]")
+    cfg = load_config(_recipe_for(args), overrides + args.overrides)
     result = run_eval(cfg, policy_dir, episodes_per_task=args.episodes, videos=args.videos,
-                      video_dir=args.video_dir)
+                      video_dir=args.video_dir, out_dir=args.out_dir)
+    print(markdown_table(result["table"]))
     print(f"success {result['success']:.3f} on {result['episodes']} held-out episodes")
-    for task, rate in result["per_task"].items():
-        print(f"  {task:<16} {rate:.3f}")
-    for path in result.get("video_paths", []):
-        print(f"  video: {path}")
+    for path in result["result_files"] + result.get("video_paths", []):
+        print(f"  wrote {path}")
     return 0
 
 
 def load_benchmark(name: str):
-    """A benchmark's `run(smoke) -> str`, from vlarl_fast/bench/ or the repo's benchmarks/ folder."""
+    """A benchmark's `run(smoke, ...) -> str`, from the repository's benchmarks/ folder."""
     if name not in BENCHMARKS:
-        raise SystemExit(f"bench: unknown benchmark {name!r}; expected one of {BENCHMARKS}")
+        raise UsageError(f"bench: unknown benchmark {name!r}; expected one of {BENCHMARKS}")
     path = REPO_ROOT / "benchmarks" / f"bench_{name}.py"
     if not path.is_file():
-        raise SystemExit(f"bench {name}: {path} not found (benchmarks live in the repository checkout)")
+        raise FileNotFoundError(f"bench {name}: {path} not found (benchmarks live in the repository checkout)")
     spec = importlib.util.spec_from_file_location(f"vlarl_bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     if not hasattr(module, "run"):
-        raise SystemExit(f"bench {name}: {path} has no run(smoke) function")
+        raise FileNotFoundError(f"bench {name}: {path} has no run(smoke) function")
     return module.run
 
 
 def _bench(args) -> int:
-    print(load_benchmark(args.name)(smoke=args.smoke))
+    run = load_benchmark(args.name)
+    kwargs = {"smoke": args.smoke}
+    if args.suite is not None:
+        if "suite" not in inspect.signature(run).parameters:
+            raise UsageError(f"bench {args.name}: --suite applies to `bench grpo` only")
+        kwargs["suite"] = args.suite
+    print(run(**kwargs))
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _suite_name(text: str) -> str:
+    from vlarl_fast.envs.suites import SUITE_NAMES
+
+    if text not in SUITE_NAMES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(SUITE_NAMES)}, got {text!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vlarl-fast", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="SFT + GRPO on the built-in tasks (default) or a recipe")
-    p.add_argument("--recipe", default="builtin_cpu", help="recipe name in vlarl_fast/recipes or a YAML path")
+    parser = OneLineParser(prog="vlarl-fast", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    p = sub.add_parser("train", help="SFT + GRPO on the built-in tasks (default), or GRPO on a LIBERO suite")
+    p.add_argument("--recipe", default=None, help="recipe name in vlarl_fast/recipes or a YAML path "
+                   "(default: the --suite's recipe, else builtin_cpu)")
+    p.add_argument("--suite", type=_suite_name, default=None, help="builtin or libero_*: the suite's recipe "
+                   "(with --recipe: env.suite of that recipe)")
     p.add_argument("overrides", nargs="*", help="section.field=value")
     p.set_defaults(func=_train)
-    p = sub.add_parser("eval", help="success rate on held-out initial states, with mp4 videos")
-    p.add_argument("--suite", default="builtin", help="builtin, or libero_* (then the LIBERO evaluator's "
-                   "options apply: --policy, --num-init-states, ...)")
-    p.add_argument("--checkpoint", default=None, help="policy dir, a checkpoint dir, or a run dir")
-    p.add_argument("--recipe", default="builtin_cpu")
-    p.add_argument("--episodes", type=int, default=None, help="episodes per task (default: the recipe's)")
-    p.add_argument("--videos", type=int, default=0, help="mp4 videos to write")
+    p = sub.add_parser("eval", help="success rate on the suite's evaluation set, with a table and mp4 videos")
+    p.add_argument("--suite", type=_suite_name, default=None, help="builtin (default) or libero_*")
+    p.add_argument("--checkpoint", default=None, help="policy dir (official OpenVLA-OFT layout), a checkpoint "
+                   "dir, or a run dir")
+    p.add_argument("--policy", default=None, help="same as --checkpoint")
+    p.add_argument("--untrained", action="store_true", help="score the untrained built-in policy")
+    p.add_argument("--recipe", default=None, help="default: the suite's recipe, else builtin_cpu")
+    p.add_argument("--episodes", "--num-init-states", dest="episodes", type=_positive, default=None,
+                   help="episodes (init states) per task; default: the recipe's eval.episodes_per_task")
+    p.add_argument("--tasks", nargs="+", default=None, help="task names, or LIBERO task indices")
+    p.add_argument("--videos", type=_non_negative, default=0, help="mp4 videos to write")
     p.add_argument("--video-dir", default=None)
+    p.add_argument("--out-dir", default=None, help="where the results JSON/Markdown go (default run.out_dir/eval)")
     p.add_argument("overrides", nargs="*", help="section.field=value")
     p.set_defaults(func=_eval)
     p = sub.add_parser("bench", help="benchmarks (default: engine)")
     p.add_argument("name", nargs="?", default="engine", choices=BENCHMARKS)
     p.add_argument("--smoke", action="store_true", help="a few-second version")
+    p.add_argument("--suite", type=_suite_name, default=None, help="bench grpo: the task suite")
     p.set_defaults(func=_bench)
     return parser
 
@@ -136,10 +208,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering without a display
     argv = sys.argv[1:] if argv is None else list(argv)
-    if _is_libero_eval(argv):
-        return _libero_eval(argv[1:])
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get("VLARL_DEBUG", "") not in ("", "0")
+    try:
+        if getattr(args, "policy", None) and getattr(args, "checkpoint", None):
+            raise UsageError("eval: --policy and --checkpoint name the same thing; give one")
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("vlarl-fast: interrupted", file=sys.stderr)
+        return 130
+    except (UsageError, ValueError, TypeError, KeyError, IndexError, FileNotFoundError, RuntimeError,
+            OSError) as exc:
+        if debug:
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        message = " ".join(str(message).split()) or type(exc).__name__
+        print(f"vlarl-fast {args.command}: error: {message} (--debug for the traceback)", file=sys.stderr)
+        return 2 if isinstance(exc, (UsageError, ValueError, FileNotFoundError)) else 1
 
 
 if __name__ == "__main__":

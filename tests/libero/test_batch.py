@@ -16,7 +16,7 @@ def test_batch_mixes_tasks_like_single_task_engines(get_scene, scene_dict):
         assert batch.instructions == [tasks[0].language, tasks[1].language, tasks[1].language]
         batch.reset([3, 0, 1])
         out = batch.step(acts, env_ids=[2, 0], render=False)  # not in id order, one env idle
-        assert out.steps_executed.tolist() == [3, 3]
+        assert out.executed.tolist() == [3, 3]
         assert batch.episode_steps.tolist() == [3, 0, 3]
         got = [batch.engines[0].engine.qpos[0].copy(), batch.engines[1].engine.qpos[1].copy()]
         proprio = batch.proprio([0, 2])

@@ -84,7 +84,7 @@ def test_engine_matches_fresh_libero_episodes(suite, get_scene, get_reference):
         last = [refs[i][0][STEPS - 1] for i in range(2)]
         for i in range(2):
             np.testing.assert_allclose(eng.engine.qpos[i], last[i]["qpos"], rtol=0, atol=ATOL)
-            assert out.success[i] == last[i]["done"] and out.steps_executed[i] == 4
+            assert out.success[i] == last[i]["done"] and out.executed[i] == 4
             # Frames: LIBERO's renderer at the same state, pixel for pixel.
             assert np.array_equal(out.frames[i], refs[i][1])
             # LIBERO's observation was sampled one physics substep before the end of the step

@@ -1,35 +1,48 @@
-"""`vlarl-fast eval` path end to end: a (tiny, randomly initialised) OpenVLA-OFT checkpoint in the
-official layout, loaded by main_eval, driving LIBERO episodes on the engine."""
+"""`vlarl-fast eval --suite libero_*` end to end: a tiny OpenVLA-OFT checkpoint in the official
+layout drives LIBERO episodes through the same suite, chunk env and evaluator as training."""
 
-import argparse
 import json
 
-import torch
+import imageio
 
-from vlarl_fast.envs.libero.evaluate import add_eval_arguments, main_eval
-from vlarl_fast.policy import OpenVLAOFT, OpenVLAOFTConfig, PromptTokenizer, save_pretrained
+from vlarl_fast.cli import main
+from vlarl_fast.envs.libero.registry import get_task
+from vlarl_fast.recipes import load_config
+from vlarl_fast.rl.policy_setup import suite_cameras
+
+from conftest import tiny_checkpoint
 
 
-def test_main_eval_with_a_checkpoint(tmp_path):
-    tok = PromptTokenizer.tiny()
-    cfg = OpenVLAOFTConfig.tiny(num_images=2, use_proprio=False, image_size=16)
-    torch.manual_seed(0)
-    stats = {"libero_spatial_no_noops": {"action": {
-        "q01": [-0.5] * 6 + [0.0], "q99": [0.5] * 6 + [1.0], "mask": [True] * 6 + [False]}}}
-    model = OpenVLAOFT(cfg, tokenizer=tok, norm_stats=stats)
-    ckpt = save_pretrained(model, tmp_path / "ckpt", stats, tok)
+def test_eval_cli_with_an_official_layout_checkpoint(tmp_path, capsys):
+    ckpt = tiny_checkpoint(tmp_path / "ckpt", suite="libero_goal", num_images=2)
+    out_dir, video_dir = tmp_path / "out", tmp_path / "videos"
+    code = main(["eval", "--suite", "libero_goal", "--checkpoint", str(ckpt), "--tasks", "0", "--episodes", "3",
+                 "--videos", "2", "--video-dir", str(video_dir), "--out-dir", str(out_dir),
+                 "env.max_chunks=1", "env.image_size=32", "env.settle_steps=2", "run.progress=false"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    task = get_task("libero_goal", 0)
+    assert task.language in printed and "0/3" in printed
+    saved = json.loads((out_dir / "libero_goal_results.json").read_text())
+    row = saved["tasks"][0]
+    assert saved["episodes"] == 3 and row["init_state_ids"] == [0, 1, 2]
+    # a random policy does not solve the task: every episode runs to the limit (1 chunk of 8)
+    assert row["episode_steps"] == [8, 8, 8] and row["successes"] == 0
+    videos = sorted(video_dir.glob("*.mp4"))
+    assert len(videos) == 2
+    frames = imageio.mimread(str(videos[0]))
+    assert len(frames) == 2  # the first frame and the one after the only chunk
 
-    parser = argparse.ArgumentParser()
-    add_eval_arguments(parser)
-    args = parser.parse_args([
-        "--suite", "libero_spatial", "--policy", str(ckpt), "--tasks", "0",
-        "--num-init-states", "2", "--num-envs", "2", "--episode-length", "16",
-        "--settle-steps", "2", "--size", "32", "--device", "cpu",
-        "--out-dir", str(tmp_path / "out")])
-    res = main_eval(args)
-    row = res["tasks"][0]
-    assert row["episodes"] == 2 and row["init_state_ids"] == [0, 1]
-    # A random policy does not solve the task: both episodes run to the limit (2 chunks of 8).
-    assert row["episode_steps"] == [16, 16] and row["successes"] == 0
-    saved = json.loads((tmp_path / "out" / "libero_spatial_results.json").read_text())
-    assert saved["episodes"] == 2
+
+def test_libero_recipe_defaults_and_cameras_from_the_checkpoint(tmp_path):
+    cfg = load_config("libero_spatial", [f"policy.init={tmp_path}"])
+    assert cfg.env.max_chunks * 8 == 512 and cfg.env.settle_steps == 10 and cfg.env.image_size == 256
+    assert (cfg.grpo.group_size, cfg.grpo.groups_per_iteration, cfg.grpo.temperature) == (8, 64, 1.6)
+    assert (cfg.grpo.clip_low, cfg.grpo.clip_high, cfg.grpo.lr) == (0.2, 0.28, 5e-6)
+    assert (cfg.grpo.accuracy_lower, cfg.grpo.accuracy_upper) == (0.1, 0.9)
+    assert cfg.eval.greedy and cfg.eval.episodes_per_task == 50
+    from vlarl_fast.policy import OpenVLAOFTConfig
+
+    one, two = OpenVLAOFTConfig.tiny(num_images=1), OpenVLAOFTConfig.tiny(num_images=2)
+    assert suite_cameras("libero_spatial", [], one) == ["agentview"]
+    assert suite_cameras("libero_spatial", [], two) == ["agentview", "robot0_eye_in_hand"]

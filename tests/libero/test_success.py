@@ -123,7 +123,7 @@ def test_goal_predicates_fire_like_libero(case, get_scene, get_reference):
         for env in range(2):
             first = want[env].index(True) + 1 if any(want[env]) else STEPS
             assert out.success[env] == any(want[env])
-            assert out.steps_executed[env] == max(first - 1, 0), (goal, env, want[env])
+            assert out.executed[env] == max(first - 1, 0), (goal, env, want[env])
             assert eng.episode_steps[env] == first
     finally:
         eng.close()

@@ -21,11 +21,17 @@ RECIPE_DIR = Path(__file__).parent
 
 @dataclass
 class EnvConfig:
-    suite: str = "builtin"  # builtin | libero_* (evaluation only, see vlarl_fast.envs.libero)
+    suite: str = "builtin"  # builtin | libero_spatial | libero_object | libero_goal | libero_10 | libero_90
+    # builtin: task names. LIBERO: task indices or names of the suite; [] = every task of the suite.
     tasks: list[str] = field(default_factory=lambda: ["reach_red", "reach_green", "reach_blue"])
-    backend: str = "engine"  # engine (native) | reference (robosuite Python stepping)
+    backend: str = "engine"  # engine (native) | reference (robosuite Python stepping; builtin only)
     image_size: int = 64  # rendered frame side (pixels)
     max_chunks: int = 5  # episode limit in action chunks (max_steps = max_chunks * chunk_len)
+    # LIBERO only: no-op steps before the policy's first (None: 10, SimpleVLA-RL's num_steps_wait)
+    settle_steps: int | None = None
+    # LIBERO only: cameras the policy sees, in order ([] = agentview, plus the wrist camera
+    # robot0_eye_in_hand when the checkpoint takes 2 images)
+    cameras: list[str] = field(default_factory=list)
     num_envs: int = 32  # env slots per rank (a multiple of grpo.group_size)
     num_threads: int = 2
     # Render without MSAA, shadows and reflections (the engine's fast=True): ~3.5x faster frames
@@ -57,7 +63,9 @@ class GRPOConfig:
     group_size: int = 8  # rollouts per group (SimpleVLA-RL n=8)
     temperature: float = 1.6
     max_sample_rounds: int = 4  # dynamic-sampling rounds before updating with what was kept
-    filter_groups: bool = True  # keep only groups with mixed outcomes
+    filter_groups: bool = True  # dynamic sampling: keep groups whose success rate is in the bounds
+    accuracy_lower: float = 0.1  # SimpleVLA-RL's accuracy_lower_bound (inclusive)
+    accuracy_upper: float = 0.9  # SimpleVLA-RL's accuracy_upper_bound (inclusive)
     lr: float = 5e-6
     weight_decay: float = 0.01
     ppo_epochs: int = 1
@@ -66,7 +74,9 @@ class GRPOConfig:
     clip_low: float = 0.2
     clip_high: float = 0.28
     max_grad_norm: float = 1.0
-    seed_pool: list[int] = field(default_factory=list)  # init-state seeds to train on (empty: fresh draws)
+    # Init states to train on: built-in seeds, or LIBERO init state ids (empty: built-in fresh draws;
+    # LIBERO all 50, SimpleVLA-RL's training prompts)
+    seed_pool: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -74,7 +84,7 @@ class EvalConfig:
     episodes_per_task: int = 20
     greedy: bool = True
     every: int = 0  # evaluate every N GRPO iterations (0: only before and after GRPO)
-    seed_offset: int = 0
+    seed_offset: int = 0  # first evaluation init id (LIBERO: init state index)
     repeats: int = 1  # episodes per (task, initial state); > 1 with greedy=false measures the sampled policy
     videos: int = 0  # mp4 videos to write per evaluation
 
@@ -105,12 +115,16 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
-    def validate(self) -> "TrainConfig":
+    def validate(self, explicit: set[str] | frozenset[str] = frozenset()) -> "TrainConfig":
+        """Checks every field; `explicit` (the keys a recipe or an override set) lets a key that does
+        not apply to the chosen suite be an error rather than silently ignored."""
+        from vlarl_fast.envs.suites import SUITE_NAMES, is_libero
+
+        _check(self.env.suite in SUITE_NAMES, "env.suite", f"one of {SUITE_NAMES}", self.env.suite)
         _check(self.env.backend in ("engine", "reference"), "env.backend", "'engine' or 'reference'", self.env.backend)
         _check(self.env.image_size >= 8, "env.image_size", ">= 8", self.env.image_size)
         _check(self.env.max_chunks >= 1, "env.max_chunks", ">= 1", self.env.max_chunks)
         _check(self.env.num_threads >= 1, "env.num_threads", ">= 1", self.env.num_threads)
-        _check(len(self.env.tasks) >= 1, "env.tasks", "at least one task", self.env.tasks)
         _check(self.policy.preset in ("tiny", "checkpoint"), "policy.preset", "'tiny' or 'checkpoint'", self.policy.preset)
         _check(self.policy.preset != "checkpoint" or bool(self.policy.init), "policy.init",
                "a checkpoint directory when policy.preset=checkpoint", self.policy.init)
@@ -141,15 +155,54 @@ class TrainConfig:
         _check(self.run.checkpoint_every >= 0, "run.checkpoint_every", ">= 0", self.run.checkpoint_every)
         _check(self.run.stop_after >= 0, "run.stop_after", ">= 0", self.run.stop_after)
         _check(self.run.time_budget_min >= 0, "run.time_budget_min", ">= 0", self.run.time_budget_min)
-        from vlarl_fast.envs.builtin.tasks import TASKS
+        _check(0 <= g.accuracy_lower <= g.accuracy_upper <= 1, "grpo.accuracy_lower/accuracy_upper",
+               "0 <= lower <= upper <= 1", (g.accuracy_lower, g.accuracy_upper))
+        _check(self.eval.seed_offset >= 0, "eval.seed_offset", ">= 0", self.eval.seed_offset)
+        if is_libero(self.env.suite):
+            self._validate_libero(explicit)
+        else:
+            from vlarl_fast.envs.builtin.tasks import TASKS
 
-        if self.env.suite == "builtin":
             unknown = [t for t in self.env.tasks if t not in TASKS]
-            _check(not unknown, "env.tasks", f"names from {sorted(TASKS)}", self.env.tasks)
+            _check(not unknown and len(self.env.tasks) >= 1, "env.tasks", f"names from {sorted(TASKS)}",
+                   self.env.tasks)
+            for key in ("env.settle_steps", "env.cameras"):
+                _check(key not in explicit, key, "not set: it applies to LIBERO suites only (env.suite=builtin)",
+                       _get(self, key))
         return self
+
+    def _validate_libero(self, explicit) -> None:
+        suite = self.env.suite
+        _check(self.env.backend == "engine", "env.backend",
+               f"'engine' for {suite} (the robosuite reference backend is built-in only)", self.env.backend)
+        _check(self.policy.preset == "checkpoint" and bool(self.policy.init), "policy.init",
+               f"an OpenVLA-OFT checkpoint directory for {suite} (policy.preset=checkpoint policy.init=DIR): "
+               "LIBERO training starts from an SFT checkpoint", self.policy.init)
+        _check("policy.image_size" not in explicit, "policy.image_size",
+               "not set: the checkpoint fixes the model's image size", self.policy.image_size)
+        _check(not self.sft.enabled, "sft.enabled",
+               f"false for {suite}: there are no built-in LIBERO demonstrations; start from an SFT checkpoint",
+               self.sft.enabled)
+        sft_keys = sorted(k for k in explicit if k.startswith("sft.") and k != "sft.enabled")
+        _check(not sft_keys, "sft", f"no sft.* settings for {suite} (SFT does not run)", sft_keys)
+        _check(self.env.settle_steps is None or self.env.settle_steps >= 0, "env.settle_steps", ">= 0",
+               self.env.settle_steps)
+        from vlarl_fast.envs.libero.scene import CAMERAS
+
+        bad = [c for c in self.env.cameras if c not in CAMERAS]
+        _check(not bad, "env.cameras", f"cameras from {list(CAMERAS)}", self.env.cameras)
+        _check(len(set(self.env.cameras)) == len(self.env.cameras), "env.cameras", "distinct cameras",
+               self.env.cameras)
+        _check("grpo.seed_pool" not in explicit or len(self.grpo.seed_pool) >= 1, "grpo.seed_pool",
+               "at least one LIBERO init state id", self.grpo.seed_pool)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _get(cfg: "TrainConfig", dotted: str):
+    section, name = dotted.split(".")
+    return getattr(getattr(cfg, section), name)
 
 
 def _check(ok: bool, name: str, expected: str, actual) -> None:
@@ -202,7 +255,7 @@ def _section_types(cls) -> dict[str, typing.Any]:
     return typing.get_type_hints(cls)
 
 
-def _apply(cfg: TrainConfig, dotted: str, value) -> None:
+def _apply(cfg: TrainConfig, dotted: str, value) -> str:
     parts = dotted.split(".")
     if len(parts) != 2:
         raise ValueError(f"config override {dotted!r}: expected section.field (e.g. grpo.lr), got {len(parts)} parts")
@@ -215,6 +268,7 @@ def _apply(cfg: TrainConfig, dotted: str, value) -> None:
     if field_name not in types:
         raise ValueError(f"config field {dotted}: unknown field; {section_name} has {sorted(types)}")
     setattr(section, field_name, _coerce(dotted, types[field_name], value))
+    return dotted
 
 
 def recipe_path(name: str) -> Path:
@@ -224,24 +278,35 @@ def recipe_path(name: str) -> Path:
     candidate = RECIPE_DIR / f"{name}.yaml"
     if candidate.is_file():
         return candidate
-    available = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+    available = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml") if not p.stem.startswith("_"))
     raise FileNotFoundError(f"recipe {name!r}: no such file and not one of {available}")
+
+
+def _apply_recipe(cfg: TrainConfig, recipe: str, explicit: set[str], chain: tuple[str, ...] = ()) -> None:
+    """Applies a recipe file; a top-level `base: <recipe>` is applied first (its values can be overridden)."""
+    if recipe in chain:
+        raise ValueError(f"recipe {recipe}: `base` chain loops: {' -> '.join(chain + (recipe,))}")
+    data = yaml.safe_load(recipe_path(recipe).read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"recipe {recipe}: expected a mapping of sections, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is not None:
+        _apply_recipe(cfg, str(base), explicit, chain + (recipe,))
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise ValueError(f"recipe {recipe}: section {section!r} must be a mapping, got {values!r}")
+        for key, value in values.items():
+            explicit.add(_apply(cfg, f"{section}.{key}", value))
 
 
 def load_config(recipe: str | None = "builtin_cpu", overrides: list[str] | None = None) -> TrainConfig:
     cfg = TrainConfig()
+    explicit: set[str] = set()
     if recipe:
-        data = yaml.safe_load(recipe_path(recipe).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"recipe {recipe}: expected a mapping of sections, got {type(data).__name__}")
-        for section, values in data.items():
-            if not isinstance(values, dict):
-                raise ValueError(f"recipe {recipe}: section {section!r} must be a mapping, got {values!r}")
-            for key, value in values.items():
-                _apply(cfg, f"{section}.{key}", value)
+        _apply_recipe(cfg, recipe, explicit)
     for item in overrides or []:
         if "=" not in item:
             raise ValueError(f"config override {item!r}: expected section.field=value")
         key, raw = item.split("=", 1)
-        _apply(cfg, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
-    return cfg.validate()
+        explicit.add(_apply(cfg, key.strip(), yaml.safe_load(raw) if raw.strip() else ""))
+    return cfg.validate(explicit)

@@ -2,8 +2,9 @@
 
 Reward: 1 for a successful episode, 0 otherwise. Advantage: (r - group mean) / (unbiased group std
 + 1e-6) (`vlarl_fast.kernels.grpo_outcome_advantage`). Dynamic sampling keeps only groups whose
-outcomes are mixed (0 < mean accuracy < 1), whose advantages are non-zero; the trainer samples
-more groups until the batch is full (see trainer.collect_batch).
+mean accuracy lies in [0.1, 0.9] (SimpleVLA-RL's bounds; groups with mixed outcomes, whose
+advantages are non-zero); the trainer samples more groups until the batch is full (see
+trainer.collect_batch).
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ def mixed_groups(batch: TrajectoryBatch, low: float = 0.0, high: float = 1.0) ->
     groups = np.unique(batch.group_ids)
     rates = np.array([batch.success[batch.group_ids == g].mean() for g in groups])
     return groups[(rates > low) & (rates < high)]
+
+
+def accuracy_groups(batch: TrajectoryBatch, lower: float = 0.1, upper: float = 0.9) -> np.ndarray:
+    """Group ids whose success rate lies in [lower, upper]: SimpleVLA-RL's dynamic-sampling filter
+    (`filter_accuracy` with `accuracy_lower_bound` / `accuracy_upper_bound`, bounds inclusive,
+    ray_trainer.py `filter`). With the default bounds and groups of up to 9 samples this keeps
+    exactly the groups with mixed outcomes."""
+    groups, inverse = np.unique(batch.group_ids, return_inverse=True)
+    rates = np.bincount(inverse, weights=batch.success.astype(np.float64)) / np.bincount(inverse)
+    return groups[(rates >= lower) & (rates <= upper)]
 
 
 def keep_groups(batch: TrajectoryBatch, groups: np.ndarray) -> TrajectoryBatch:

@@ -1,4 +1,5 @@
-"""The policy a built-in run trains: the tiny OpenVLA-OFT preset with the built-in action space.
+"""The policy a run trains: an OpenVLA-OFT checkpoint (`policy.init`), or for the built-in tasks the
+tiny OpenVLA-OFT preset with the built-in action space; and the cameras it sees.
 
 Action statistics (BOUNDS_Q99 un-normalisation): OSC_POSE position deltas span [-1, 1] input units
 (1 unit = 5 cm), rotation deltas are fixed to 0 (q01 = q99 = 0), the gripper command spans
@@ -31,7 +32,28 @@ def builtin_policy_config(image_size: int) -> OpenVLAOFTConfig:
 
 def build_policy(image_size: int, seed: int, init: str | None = None) -> OpenVLAOFT:
     if init:
+        from pathlib import Path
+
+        if not (Path(init) / "config.json").is_file():
+            raise FileNotFoundError(f"policy.init: {init} is not an OpenVLA-OFT checkpoint directory "
+                                    "(no config.json there)")
         return load_pretrained(init, dtype=torch.float32, device="cpu")
     torch.manual_seed(seed)
     return OpenVLAOFT(builtin_policy_config(image_size), tokenizer=PromptTokenizer.tiny(),
                       norm_stats=BUILTIN_STATS)
+
+
+LIBERO_CAMERAS = ("agentview", "robot0_eye_in_hand")  # OpenVLA-OFT's image order (third person, wrist)
+
+
+def suite_cameras(suite: str, cameras, config) -> list[str]:
+    """The cameras whose frames the policy sees, in its image order: the built-in scene's one, or for
+    LIBERO `cameras` (config env.cameras) or by default agentview plus the wrist camera when the
+    checkpoint takes 2 images (SimpleVLA-RL's LIBERO recipe: 1 image, agentview)."""
+    if suite == "builtin":
+        return []
+    chosen = list(cameras) or list(LIBERO_CAMERAS[: config.num_images])
+    if len(chosen) != config.num_images:
+        raise ValueError(f"config field env.cameras: the checkpoint takes {config.num_images} image(s) per "
+                         f"observation, got cameras {chosen}")
+    return chosen

@@ -35,16 +35,18 @@ class RolloutTimes:
 @torch.no_grad()
 def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_chunks: int,
             temperature: float, greedy: bool = False, generator: torch.Generator | None = None,
-            record_video: bool = False) -> tuple[TrajectoryBatch, RolloutTimes]:
-    """Runs len(tasks) episodes on env slots 0..n-1 from `states`; returns their trajectories.
+            record_video: bool = False, unnorm_key: str | None = None) -> tuple[TrajectoryBatch, RolloutTimes]:
+    """Runs len(tasks) episodes on env slots 0..n-1 from `states` (any `vlarl_fast.envs.chunk_env.
+    ChunkEnv`); returns their trajectories. `unnorm_key` picks the policy's action statistics.
 
-    With `record_video`, `times.extra["video"]` holds every frame the policy saw, [n, T+1, H, W, 3].
+    With `record_video`, `times.extra["video"]` holds every frame the policy saw (first camera),
+    [n, T+1, H, W, 3]; an episode's frames after its end repeat its last frame.
     """
     n = len(tasks)
     if n > env.num_envs:
         raise ValueError(f"rollout: {n} episodes need as many env slots, the env has {env.num_envs}")
-    if states.shape[0] != n:
-        raise ValueError(f"rollout: states must have {n} rows (one per task), got {states.shape[0]}")
+    if len(states) != n:
+        raise ValueError(f"rollout: states must have {n} rows (one per task), got {len(states)}")
     cfg = policy.config
     k, d = cfg.chunk_len, cfg.action_dim
     times = RolloutTimes()
@@ -53,11 +55,16 @@ def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_
 
     t0 = time.perf_counter()
     frames = env.reset(states, list(tasks), env_ids=ids)
+    use_proprio = bool(getattr(cfg, "use_proprio", False))
+    proprio = env.proprio(ids) if use_proprio else None
+    if use_proprio and proprio is None:
+        raise ValueError("rollout: the policy uses proprio (use_proprio=True) but this env has no robot state")
     times.env_s += time.perf_counter() - t0
     cams, h, w = frames.shape[1:4]
     out_frames = np.zeros((n, max_chunks, cams, h, w, 3), dtype=np.uint8)
     out_tokens = np.zeros((n, max_chunks, k * d), dtype=np.uint8)
     out_logp = np.zeros((n, max_chunks, k * d), dtype=np.float32)
+    out_proprio = np.zeros((n, max_chunks, proprio.shape[1]), dtype=np.float32) if use_proprio else None
     executed = np.zeros((n, max_chunks), dtype=np.uint8)
     success = np.zeros(n, dtype=bool)
     done = np.zeros(n, dtype=bool)
@@ -70,9 +77,13 @@ def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_
             break
         used = t + 1
         out_frames[active, t] = frames[active]
+        state = None
+        if use_proprio:
+            out_proprio[active, t] = proprio[active]
+            state = out_proprio[active, t]
         t0 = time.perf_counter()
-        sample = policy.sample_actions(frames[active], list(instructions[active]), temperature=temperature,
-                                       greedy=greedy, generator=generator)
+        sample = policy.sample_actions(frames[active], list(instructions[active]), state, temperature=temperature,
+                                       greedy=greedy, generator=generator, unnorm_key=unnorm_key)
         times.policy_s += time.perf_counter() - t0
         times.policy_calls += 1
         out_tokens[active, t] = sample.tokens.cpu().numpy().astype(np.uint8)
@@ -84,9 +95,12 @@ def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_
         success[active] |= result.success
         done[active] = result.done
         frames[active] = result.frames
+        if use_proprio:
+            proprio[active] = result.proprio if result.proprio is not None else env.proprio(active)
         if record_video:
             step_frames = video[-1].copy()
-            step_frames[active] = result.frames[:, 0]
+            running = active[~result.done]  # ended episodes keep their last frame (no black padding)
+            step_frames[running] = result.frames[~result.done, 0]
             video.append(step_frames)
     if record_video:
         times.extra["video"] = np.stack(video, axis=1)
@@ -94,5 +108,6 @@ def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_
     batch = TrajectoryBatch(
         frames=out_frames[:, :used], tokens=out_tokens[:, :used], logp=out_logp[:, :used],
         executed=executed[:, :used], task_ids=np.asarray(task_ids, dtype=np.int64),
-        group_ids=np.asarray(group_ids, dtype=np.int64), success=success, action_dim=d)
+        group_ids=np.asarray(group_ids, dtype=np.int64), success=success, action_dim=d,
+        proprio=None if out_proprio is None else out_proprio[:, :used])
     return batch, times

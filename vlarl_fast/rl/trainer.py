@@ -15,18 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vlarl_fast.envs.builtin.chunk_env import make_chunk_env
-from vlarl_fast.envs.builtin.demos import collect_demos
-from vlarl_fast.envs.builtin.init_states import TRAIN_SEED_LIMIT, states_from_seeds
-from vlarl_fast.envs.builtin.scene import BuiltinTableEnv
-from vlarl_fast.envs.builtin.tasks import get_tasks
+from vlarl_fast.envs.chunk_env import repeat_rows
+from vlarl_fast.envs.suites import make_suite, make_suite_env
 from vlarl_fast.recipes.config import TrainConfig
 from vlarl_fast.rl import checkpoint, grpo
 from vlarl_fast.rl.distributed import (DistInfo, all_reduce_min, all_reduce_sum, init, parallelize,
                                        sync_rollout_policy)
-from vlarl_fast.rl.evaluate import evaluate, evaluation_set
+from vlarl_fast.rl.evaluate import evaluate, evaluation_set, results_table, write_results
 from vlarl_fast.rl.logging import MetricLogger
-from vlarl_fast.rl.policy_setup import BUILTIN_UNNORM_KEY, build_policy
+from vlarl_fast.rl.policy_setup import BUILTIN_UNNORM_KEY, build_policy, suite_cameras
 from vlarl_fast.rl.progress import Progress
 from vlarl_fast.rl.rollout import RolloutTimes, rollout
 from vlarl_fast.rl.sft import sft_dataset, train_sft
@@ -52,23 +49,26 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         torch.manual_seed(derive_seed(cfg.run.seed, 0))
         self.out_dir = Path(cfg.run.out_dir)
-        self.tasks = get_tasks(cfg.env.tasks)
-        self.instructions = [t.instruction for t in self.tasks]
         self.video_writer = None
         if cfg.eval.videos and self.info.is_main:
             from vlarl_fast.rl.video import VideoWriter
 
             self.video_writer = VideoWriter()  # before the engine: see VideoWriter
-        self.state_env = BuiltinTableEnv()
+        self.suite = make_suite(cfg.env.suite, cfg.env.tasks)
+        self.tasks = self.suite.tasks
+        self.instructions = [t.instruction for t in self.tasks]
         self.policy = build_policy(cfg.policy.image_size, cfg.run.seed, cfg.policy.init)
+        self.unnorm_key = self.suite.unnorm_key(self.policy.norm_stats)
         k = self.policy.config.chunk_len
-        self.env = make_chunk_env(cfg.env.backend, cfg.env.num_envs, max_steps=cfg.env.max_chunks * k,
+        self.env = make_suite_env(self.suite, cfg.env.num_envs, max_steps=cfg.env.max_chunks * k,
                                   image_size=cfg.env.image_size, num_threads=cfg.env.num_threads,
-                                  fast_render=cfg.env.fast_render)
+                                  backend=cfg.env.backend, fast_render=cfg.env.fast_render,
+                                  cameras=suite_cameras(cfg.env.suite, cfg.env.cameras, self.policy.config),
+                                  settle_steps=cfg.env.settle_steps)
         self.log = MetricLogger(self.out_dir, enabled=self.info.is_main, tensorboard=cfg.run.tensorboard,
                                 wandb=cfg.run.wandb, config=cfg.to_dict(), resume=self._resuming())
         self.progress = Progress(enabled=cfg.run.progress and self.info.is_main)
-        self.eval_set = evaluation_set(self.state_env, self.tasks, cfg.eval.episodes_per_task, cfg.eval.seed_offset,
+        self.eval_set = evaluation_set(self.suite, cfg.eval.episodes_per_task, cfg.eval.seed_offset,
                                        cfg.eval.repeats)
         self.history: list[dict] = []
         self.start_iteration = 0
@@ -80,12 +80,14 @@ class Trainer:
         if self.video_writer is not None:
             self.video_writer.close()
         self.env.close()
-        self.state_env.close()
+        self.suite.close()
         self.log.close()
         self.progress.close()
 
     # ------------------------------------------------------------------ SFT
     def sft(self) -> dict:
+        from vlarl_fast.envs.builtin.demos import collect_demos
+
         cfg = self.cfg
         k = self.policy.config.chunk_len
         t0 = time.perf_counter()
@@ -121,7 +123,8 @@ class Trainer:
         with self.progress.phase(f"eval ({label})", total=None):
             result = evaluate(self.rollout_policy, self.env, self.eval_set, max_chunks=cfg.env.max_chunks,
                               temperature=cfg.grpo.temperature, greedy=cfg.eval.greedy,
-                              seed=derive_seed(cfg.run.seed, 2), videos=cfg.eval.videos if self.info.is_main else 0)
+                              seed=derive_seed(cfg.run.seed, 2), videos=cfg.eval.videos if self.info.is_main else 0,
+                              unnorm_key=self.unnorm_key)
         record = {"step": step, "label": label, "success": result["success"], "per_task": result["per_task"],
                   "episodes": result["episodes"]}
         self.history.append(record)
@@ -130,6 +133,9 @@ class Trainer:
         self.log.log(step, metrics, kind="eval")
         self.progress.write(f"[eval {label}] step {step}: success {result['success']:.3f} over "
                             f"{result['episodes']} held-out episodes {result['per_task']}")
+        if self.info.is_main:
+            write_results(results_table(cfg.env.suite, self.eval_set, result),
+                          self.out_dir / "eval" / f"{label}_step{step:06d}")
         if result["videos"] and self.video_writer is not None:
             self.video_writer.write(self.out_dir / "videos" / f"{label}_step{step:06d}", result["videos"])
         return record
@@ -161,21 +167,26 @@ class Trainer:
         n = cfg.grpo.group_size
         groups = cfg.env.num_envs // n
         rng = np.random.default_rng(derive_seed(cfg.run.seed, 3, iteration, self.info.rank, rnd))
-        # Tasks in equal shares (a shuffled cycle over the task list): every round, and so every
-        # update, sees each task; independent draws left tasks out of small batches.
-        task_idx = rng.permutation(np.resize(rng.permutation(len(self.tasks)), groups))
-        if cfg.grpo.seed_pool:
-            seeds = rng.choice(np.asarray(cfg.grpo.seed_pool), size=groups)
-        else:
-            seeds = rng.integers(0, TRAIN_SEED_LIMIT, size=groups)
-        states = states_from_seeds(self.state_env, seeds)
+        task_idx, init_ids = self.suite.sample_groups(rng, groups, cfg.grpo.seed_pool)
+        states = self.suite.init_states(task_idx, init_ids)
         ep_tasks = [self.tasks[i] for i in np.repeat(task_idx, n)]
         base = ((iteration * cfg.grpo.max_sample_rounds + rnd) * self.info.world_size + self.info.rank) * groups
         group_ids = base + np.repeat(np.arange(groups), n)
         gen = torch.Generator().manual_seed(derive_seed(cfg.run.seed, 4, iteration, self.info.rank, rnd))
-        return rollout(self.rollout_policy, self.env, ep_tasks, np.repeat(states, n, axis=0),
-                       task_ids=np.repeat(task_idx, n), group_ids=group_ids, max_chunks=cfg.env.max_chunks,
-                       temperature=cfg.grpo.temperature, generator=gen)
+        batch, times = rollout(self.rollout_policy, self.env, ep_tasks, repeat_rows(states, n),
+                               task_ids=np.repeat(task_idx, n), group_ids=group_ids, max_chunks=cfg.env.max_chunks,
+                               temperature=cfg.grpo.temperature, generator=gen, unnorm_key=self.unnorm_key)
+        times.extra["reward_mismatch"] = self.cross_check_rewards(batch)
+        return batch, times
+
+    def cross_check_rewards(self, batch: TrajectoryBatch) -> int:
+        """Envs whose reward differs from the suite's own success check on the episode's final
+        state (LIBERO's `_check_success`, recomputed from the engine state); 0 when all agree.
+        Families without an independent check return 0."""
+        check = getattr(self.env, "check_success", None)
+        if check is None:
+            return 0
+        return int((check(np.arange(len(batch))) != batch.success).sum())
 
     def collect_batch(self, iteration: int) -> tuple[TrajectoryBatch | None, dict]:
         """Dynamic sampling: rounds of rollouts until every rank holds its share of mixed groups."""
@@ -186,6 +197,7 @@ class Trainer:
         times = RolloutTimes()
         task_success = np.zeros((len(self.tasks), 2))  # successes, episodes
         sampled_groups = 0
+        mismatches = 0
         footprint = 0
         t0 = time.perf_counter()
         rounds = 0
@@ -193,11 +205,13 @@ class Trainer:
             if n_kept < need:
                 batch, rt = self.sample_round(iteration, rnd)
                 times.add(rt)
+                mismatches += rt.extra["reward_mismatch"]
                 footprint = max(footprint, batch.nbytes())
                 np.add.at(task_success[:, 0], batch.task_ids, batch.success)
                 np.add.at(task_success[:, 1], batch.task_ids, 1)
                 sampled_groups += len(np.unique(batch.group_ids))
-                groups = grpo.mixed_groups(batch) if cfg.grpo.filter_groups else np.unique(batch.group_ids)
+                groups = (grpo.accuracy_groups(batch, cfg.grpo.accuracy_lower, cfg.grpo.accuracy_upper)
+                          if cfg.grpo.filter_groups else np.unique(batch.group_ids))
                 groups = groups[: need - n_kept]
                 if groups.size:
                     kept.append(grpo.keep_groups(batch, groups))
@@ -214,9 +228,10 @@ class Trainer:
         wall = time.perf_counter() - t0
         totals = all_reduce_sum(np.concatenate([task_success.reshape(-1),
                                                 [sampled_groups, times.env_steps, times.env_s, times.policy_s,
-                                                 footprint, 0 if batch is None else len(batch)]]), self.info)
+                                                 footprint, 0 if batch is None else len(batch), mismatches]]),
+                                self.info)
         ts = totals[: task_success.size].numpy().reshape(task_success.shape)
-        sampled, env_steps, env_s, policy_s, foot, n_traj = totals[task_success.size:].tolist()
+        sampled, env_steps, env_s, policy_s, foot, n_traj, mismatch = totals[task_success.size:].tolist()
         w = self.info.world_size
         metrics = {
             "rollout/success": float(ts[:, 0].sum() / max(ts[:, 1].sum(), 1)),
@@ -225,6 +240,7 @@ class Trainer:
             "rollout/groups_kept": float(use * w),
             "rollout/rounds": rounds,
             "rollout/trajectories": n_traj,
+            "rollout/reward_mismatch": mismatch,
             "perf/env_steps": env_steps,
             "perf/env_steps_per_s": env_steps / max(wall, 1e-9) ,
             "time/rollout_s": wall,
@@ -238,7 +254,7 @@ class Trainer:
         adv = grpo.advantages(batch)
         gen = torch.Generator().manual_seed(derive_seed(self.cfg.run.seed, 5, iteration))
         metrics = ppo_update(self.train_policy, self.optimizer, batch, adv, self.instructions,
-                             self.update_settings, self.info, gen)
+                             self.update_settings, self.info, gen, unnorm_key=self.unnorm_key)
         sync_rollout_policy(self.train_policy, self.rollout_policy, self.info)
         return metrics
 
@@ -273,7 +289,7 @@ class Trainer:
             self.build_optimizer()
             resumed = self.try_resume()
             if not resumed:
-                if cfg.sft.enabled and not cfg.policy.init:
+                if cfg.sft.enabled and not cfg.policy.init and self.suite.has_demos:
                     self.sft()
                     self.policy.eval()
                     if self.info.enabled:  # SFT ran identically on every rank; shard the result

@@ -6,6 +6,8 @@ Per trajectory b with T chunk slots (K control steps and K*D action tokens each)
     logp      float32 [B, T, K*D]         rollout log-probs (the PPO "old" log-probs)
     executed  uint8   [B, T]              control steps of each chunk that ran (0..K)
     task_ids  int64   [B], group_ids int64 [B], success bool [B]
+    proprio   float32 [B, T, P]           robot state each chunk was sampled with (policies with
+                                          use_proprio only; None otherwise)
 Tokens of steps that never ran (after the episode's last executed step) are masked out of the
 loss: `token_mask()` expands `executed` to [B, T, K*D]. Compare SimpleVLA-RL, which keeps float32
 frames for all 512 steps of every episode.
@@ -29,9 +31,11 @@ class TrajectoryBatch:
     group_ids: np.ndarray
     success: np.ndarray
     action_dim: int = 7  # tokens are step-major: K steps x action_dim dims
+    proprio: np.ndarray | None = None
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "action_dim"}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "action_dim" and getattr(self, f.name) is not None}
 
     def __post_init__(self) -> None:
         b = self.frames.shape[0]
@@ -87,7 +91,8 @@ class TrajectoryBatch:
 
         return TrajectoryBatch(frames=pad(self.frames), tokens=pad(self.tokens), logp=pad(self.logp),
                                executed=pad(self.executed), task_ids=self.task_ids,
-                               group_ids=self.group_ids, success=self.success, action_dim=self.action_dim)
+                               group_ids=self.group_ids, success=self.success, action_dim=self.action_dim,
+                               proprio=None if self.proprio is None else pad(self.proprio))
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.arrays().values())

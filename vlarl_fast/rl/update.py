@@ -34,7 +34,7 @@ class UpdateSettings:
 
 
 def micro_batch_loss(model, batch: TrajectoryBatch, adv: torch.Tensor, instructions: list[str],
-                     s: UpdateSettings):
+                     s: UpdateSettings, unnorm_key: str | None = None):
     """(loss, stats, entropy_sum, token_count) for one micro-batch of trajectories."""
     b, t, n_tok = batch.tokens.shape
     valid = batch.executed > 0  # [b, T] chunks that ran
@@ -42,7 +42,9 @@ def micro_batch_loss(model, batch: TrajectoryBatch, adv: torch.Tensor, instructi
     images = torch.from_numpy(batch.frames[rows, cols])
     prompts = [instructions[i] for i in batch.task_ids[rows]]
     tokens = torch.from_numpy(batch.tokens[rows, cols].astype(np.int64))
-    logp_chunks, entropy = model(images, prompts, tokens, temperature=s.temperature, return_entropy=True)
+    proprio = None if batch.proprio is None else torch.from_numpy(batch.proprio[rows, cols])
+    logp_chunks, entropy = model(images, prompts, tokens, proprio, temperature=s.temperature, return_entropy=True,
+                                 unnorm_key=unnorm_key)
     logp = torch.zeros(b, t, n_tok, dtype=logp_chunks.dtype, device=logp_chunks.device)
     logp = logp.index_put((torch.from_numpy(rows), torch.from_numpy(cols)), logp_chunks)
     device = logp.device
@@ -56,7 +58,8 @@ def micro_batch_loss(model, batch: TrajectoryBatch, adv: torch.Tensor, instructi
 
 
 def ppo_update(model, optimizer, batch: TrajectoryBatch, adv: torch.Tensor, instructions: list[str],
-               s: UpdateSettings, info: DistInfo, generator: torch.Generator) -> dict[str, float]:
+               s: UpdateSettings, info: DistInfo, generator: torch.Generator,
+               unnorm_key: str | None = None) -> dict[str, float]:
     """Runs the configured epochs and mini-batches; returns metrics already reduced over ranks.
 
     Every rank must hold the same number of trajectories (the trainer guarantees it)."""
@@ -78,7 +81,7 @@ def ppo_update(model, optimizer, batch: TrajectoryBatch, adv: torch.Tensor, inst
             for start in range(0, mb_size, s.micro_batch_size):
                 sel = idx[start:start + s.micro_batch_size]
                 micro = batch.select(sel)
-                loss, stats, ent_sum, count = micro_batch_loss(model, micro, adv[sel], instructions, s)
+                loss, stats, ent_sum, count = micro_batch_loss(model, micro, adv[sel], instructions, s, unnorm_key)
                 weight = len(sel) * info.world_size / global_mb
                 (loss * weight).backward()
                 frac = len(sel) / mb_size

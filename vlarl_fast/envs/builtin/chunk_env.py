@@ -1,57 +1,18 @@
-"""Chunked execution of the built-in tasks behind one small interface, with two implementations.
-
-`ChunkEnv` (what the rollout uses):
-    reset(states [n, S] float64, tasks: list[Task], env_ids) -> frames uint8 [n, 1, H, W, 3]
-    step_chunk(actions [n, K, 7], env_ids) -> ChunkResult    up to K control steps, then one frame
-                                                             per env still running (render="end")
-
-`EngineChunkEnv`: the native engine (`Engine.from_robosuite`, `set_state`, `step_chunk`, frames).
-`ReferenceChunkEnv`: robosuite's own Python `env.step`, one robosuite env per slot; it is the
-behaviour the engine reproduces and the path the SimpleVLA-RL-style baseline uses.
-
-Episode rules (both): an env is done when its task succeeds (the rest of that chunk is not
-executed) or when it has executed `max_steps` control steps.
+"""The built-in tasks' reference chunk env: robosuite's own Python `env.step`, one robosuite env
+per slot. It is the behaviour the native `EngineChunkEnv` (engine_env.py) reproduces and the path
+the SimpleVLA-RL-style baseline uses. Both implement `vlarl_fast.envs.chunk_env.ChunkEnv` (frames
+`[n, 1, H, W, 3]`, one camera); `make_env.make_chunk_env` picks one.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import mujoco
 import numpy as np
 
 from vlarl_fast.envs.builtin.scene import CAMERA, BuiltinTableEnv
 from vlarl_fast.envs.builtin.tasks import GRIPPER_BODIES, Task
-
-
-@dataclass
-class ChunkResult:
-    executed: np.ndarray  # [n] int: control steps executed in this chunk (0..K)
-    success: np.ndarray  # [n] bool: the task succeeded during this chunk
-    done: np.ndarray  # [n] bool: the episode is over (success or step limit)
-    frames: np.ndarray  # uint8 [n, 1, H, W, 3]: frame after the chunk (zeros where done)
-
-
-class _Episodes:
-    """Per-env episode bookkeeping shared by both implementations."""
-
-    def __init__(self, num_envs: int, max_steps: int):
-        self.steps = np.zeros(num_envs, dtype=np.int64)
-        self.done = np.ones(num_envs, dtype=bool)
-        self.success = np.zeros(num_envs, dtype=bool)
-        self.tasks: list[Task | None] = [None] * num_envs
-        self.max_steps = max_steps
-
-    def start(self, ids: np.ndarray, tasks: list[Task]) -> None:
-        self.steps[ids] = 0
-        self.done[ids] = False
-        self.success[ids] = False
-        for i, task in zip(ids, tasks):
-            self.tasks[i] = task
-
-
-def _ids(env_ids, num_envs: int) -> np.ndarray:
-    return np.arange(num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64).reshape(-1)
+from vlarl_fast.envs.chunk_env import ChunkResult, EpisodeBook
+from vlarl_fast.envs.chunk_env import env_ids_array as _ids
 
 
 class ReferenceChunkEnv:
@@ -61,7 +22,7 @@ class ReferenceChunkEnv:
         self.envs = [BuiltinTableEnv(camera_size=image_size) for _ in range(num_envs)]
         self.num_envs = num_envs
         self.image_size = image_size
-        self.episodes = _Episodes(num_envs, max_steps)
+        self.episodes = EpisodeBook(num_envs, max_steps)
         model = self.envs[0].sim.model._model
         self._gripper_bodies = {model.body(name).id for name in GRIPPER_BODIES}
         self._renderer = mujoco.Renderer(model, image_size, image_size) if render else None
@@ -119,7 +80,11 @@ class ReferenceChunkEnv:
         frames = np.zeros((ids.size, 1, self.image_size, self.image_size, 3), dtype=np.uint8)
         if self._renderer is not None and not done.all():
             frames[~done] = self.render(ids[~done])
-        return ChunkResult(executed=executed, success=success, done=done, frames=frames)
+        return ChunkResult(executed=executed, success=ep.success[ids].copy(), done=done, frames=frames,
+                           episode_steps=ep.steps[ids].copy())
+
+    def proprio(self, env_ids=None) -> None:
+        return None
 
     def render(self, env_ids=None) -> np.ndarray:
         ids = _ids(env_ids, self.num_envs)
@@ -134,19 +99,3 @@ class ReferenceChunkEnv:
     def eef_and_target(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         env = self.envs[i]
         return env.eef_pos(), env.cube_pos(self.episodes.tasks[i].colour)
-
-
-def make_chunk_env(backend: str, num_envs: int, *, max_steps: int, image_size: int, num_threads: int = 2,
-                   fast_render: bool = False):
-    """`backend`: "engine" (native, the default of every recipe) or "reference" (robosuite Python).
-    `fast_render` (engine only): no MSAA, shadows or reflections."""
-    if backend == "reference":
-        if fast_render:
-            raise ValueError("config field env.fast_render: only the 'engine' backend supports it")
-        return ReferenceChunkEnv(num_envs, max_steps=max_steps, image_size=image_size)
-    if backend == "engine":
-        from vlarl_fast.envs.builtin.engine_env import EngineChunkEnv
-
-        return EngineChunkEnv(num_envs, max_steps=max_steps, image_size=image_size, num_threads=num_threads,
-                              fast_render=fast_render)
-    raise ValueError(f"config field env.backend: expected 'engine' or 'reference', got {backend!r}")

@@ -10,9 +10,10 @@ import numpy as np
 
 from vlarl_fast.engine import Engine
 from vlarl_fast.engine.predicates import InContact, InRegion
-from vlarl_fast.envs.builtin.chunk_env import ChunkResult, _Episodes, _ids
 from vlarl_fast.envs.builtin.scene import CAMERA, BuiltinTableEnv
 from vlarl_fast.envs.builtin.tasks import EEF_BODY, GRIPPER_BODIES, REACH_XY, REACH_Z, Task
+from vlarl_fast.envs.chunk_env import ChunkResult, EpisodeBook
+from vlarl_fast.envs.chunk_env import env_ids_array as _ids
 
 
 def success_predicate(task: Task):
@@ -34,7 +35,7 @@ class EngineChunkEnv:
                                             height=image_size, width=image_size, fast=fast_render)
         self.num_envs = num_envs
         self.image_size = image_size
-        self.episodes = _Episodes(num_envs, max_steps)
+        self.episodes = EpisodeBook(num_envs, max_steps)
         self._render = render
 
     def close(self) -> None:
@@ -66,7 +67,6 @@ class EngineChunkEnv:
         ep = self.episodes
         remaining = int((ep.max_steps - ep.steps[ids]).max())
         actions = np.asarray(actions, dtype=np.float64)[:, : max(remaining, 1)]
-        before = ep.success[ids].copy()
         res = self.engine.step_chunk(actions, env_ids=ids, render="end" if self._render else "none")
         executed = np.asarray(res.steps_executed, dtype=np.int64).copy()
         ep.steps[ids] += executed
@@ -76,4 +76,8 @@ class EngineChunkEnv:
         done = ep.done[ids].copy()
         frames = self._frames(ids)
         frames[done] = 0
-        return ChunkResult(executed=executed, success=now & ~before, done=done, frames=frames)
+        return ChunkResult(executed=executed, success=now, done=done, frames=frames,
+                           episode_steps=ep.steps[ids].copy())
+
+    def proprio(self, env_ids=None) -> None:
+        return None

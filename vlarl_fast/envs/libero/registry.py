@@ -40,6 +40,10 @@ class LiberoTask:
     init_states_file: str  # absolute path
 
     @property
+    def instruction(self) -> str:
+        return self.language
+
+    @property
     def max_steps(self) -> int:
         return MAX_EPISODE_STEPS[self.suite]
 

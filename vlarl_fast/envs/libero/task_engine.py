@@ -19,26 +19,14 @@ stops at the first control step after which LIBERO's goal holds (success), or wh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from vlarl_fast.engine import Engine
+from vlarl_fast.envs.chunk_env import ChunkResult
 from vlarl_fast.envs.libero.native_goal import compile_native_goal
 from vlarl_fast.envs.libero.registry import NOOP_ACTION, SETTLE_STEPS
 from vlarl_fast.envs.libero.scene import CAMERAS, LiberoScene
 from vlarl_fast.envs.libero.success import LiberoSuccess
-
-
-@dataclass
-class ChunkStep:
-    """What one `step` call returns (rows: the envs of the call, in order)."""
-
-    success: np.ndarray  # [n] bool: the episode has succeeded (at or before this chunk)
-    done: np.ndarray  # [n] bool: succeeded or truncated
-    steps_executed: np.ndarray  # [n] int: control steps run in this call
-    episode_steps: np.ndarray  # [n] int: policy steps of the episode so far
-    frames: np.ndarray | None  # [n, num_cameras, H, W, 3] uint8 after the chunk, or None
 
 
 class LiberoTaskEngine:
@@ -179,7 +167,7 @@ class LiberoTaskEngine:
         self._pending_first[ids] = False
         return ok
 
-    def step(self, actions, env_ids=None, *, render: bool = True) -> ChunkStep:
+    def step(self, actions, env_ids=None, *, render: bool = True) -> ChunkResult:
         """Runs the chunk `actions: [n, K, 7]` (n = len(env_ids) or num_envs) step by step;
         after every control step LIBERO's goal is checked and an env that succeeded stops
         (its remaining actions are not executed). Envs already done execute nothing."""
@@ -230,9 +218,9 @@ class LiberoTaskEngine:
             self.truncated[run] |= (~ok) & (self.episode_steps[run] >= self.max_steps)
             active[rows] = ~self.done[run]
         frames = self.render(ids) if (render and self.cameras) else None
-        return ChunkStep(success=self.success[ids].copy(), done=self.done[ids].copy(),
-                         steps_executed=executed, episode_steps=self.episode_steps[ids].copy(),
-                         frames=frames)
+        return ChunkResult(executed=executed, success=self.success[ids].copy(),
+                           done=self.done[ids].copy(), frames=frames,
+                           episode_steps=self.episode_steps[ids].copy())
 
     def proprio(self, env_ids=None) -> np.ndarray:
         """[n, 8]: end-effector position, end-effector orientation as axis-angle, gripper qpos

@@ -100,9 +100,12 @@ class LiberoVectorEnv(VectorEnv):
         steps = np.zeros(self.num_envs, np.int64)
         if active.size:
             out = self.batch.step(acts[active], active)
-            steps[active] = out.steps_executed
+            steps[active] = out.executed
             if out.frames is not None:
                 self._frames[active] = out.frames
+                ended = active[out.done]  # the chunk env leaves them black: render their final frame
+                if ended.size:
+                    self._frames[ended] = self.batch.render(ended)
         success = self.batch.success
         reward = (success & ~was_success).astype(np.float64)
         terminated = success.copy()

@@ -1,44 +1,11 @@
-"""Evaluation runner (tables, videos, episode limits) and the gymnasium VectorEnv face."""
-
-import json
+"""The gymnasium VectorEnv face of the LIBERO chunk env."""
 
 import numpy as np
 
-from vlarl_fast.envs.libero.evaluate import evaluate_suite
 from vlarl_fast.envs.libero.registry import NOOP_ACTION, get_task
 from vlarl_fast.envs.libero.vector_env import LiberoVectorEnv
 
 SUITE = "libero_goal"
-
-
-def test_evaluate_suite_limits_tables_and_videos(tmp_path, scene_dict):
-    seen = []
-
-    def policy_fn(images, instructions):
-        seen.append((images.shape, list(instructions)))
-        return np.tile(NOOP_ACTION, (images.shape[0], 2, 1))  # chunks of 2 steps
-
-    res = evaluate_suite(SUITE, policy_fn, num_init_states=3, num_envs=2, episode_length=3,
-                         settle_steps=2, task_ids=[0], height=32, width=32,
-                         video_dir=tmp_path / "videos", out_dir=tmp_path, scenes=scene_dict,
-                         log=None)
-    task = get_task(SUITE, 0)
-    # 3 init states in waves of 2 and 1; each episode needs 2 calls (2 steps + 1 of 2).
-    assert [s for s, _ in seen] == [(2, 2, 32, 32, 3)] * 2 + [(1, 2, 32, 32, 3)] * 2
-    assert all(instr == [task.language] * len(instr) for _, instr in seen)
-    row = res["tasks"][0]
-    assert row["episodes"] == 3 and row["successes"] == 0 and row["episode_steps"] == [3, 3, 3]
-    assert res["success_rate"] == 0.0 and res["episode_length"] == 3
-    saved = json.loads((tmp_path / f"{SUITE}_results.json").read_text())
-    assert saved["tasks"][0]["init_state_ids"] == [0, 1, 2]
-    md = (tmp_path / f"{SUITE}_results.md").read_text()
-    assert task.language in md and "0/3" in md
-    videos = sorted((tmp_path / "videos" / SUITE).glob("*.mp4"))
-    assert [v.name for v in videos] == [f"task00_init0{i}_failure.mp4" for i in range(3)]
-    import imageio
-
-    frames = imageio.mimread(str(videos[0]))
-    assert len(frames) == 3 and frames[0].shape == (32, 32, 3)  # reset + one per chunk
 
 
 def test_vector_env_face(get_reference, scene_dict):
