@@ -69,6 +69,32 @@ def test_official_config_json_resolves_to_the_7b_layout():
     assert config_from_hf_dict(json.loads(json.dumps(written))) == cfg
     with pytest.raises(ValueError, match="timm_model_ids"):
         config_from_hf_dict({**shipped, "timm_model_ids": ["vit_base_patch16_224"]})
+    # What an official checkpoint sees: SimpleVLA-RL's image pipeline on the engine's frames, which
+    # are already in OpenVLA orientation (no second rotation).
+    official = config_from_hf_dict(shipped)
+    assert (official.image_pipeline, official.rotate_180, official.center_crop, official.crop_scale) == ("simplevla", False, True, 0.9)
+
+
+def test_preprocessing_switches_round_trip_and_legacy_blocks_migrate():
+    from vlarl_fast.rl.policy_setup import builtin_policy_config
+
+    tiny = builtin_policy_config(16)  # the built-in policy: fast resize path, upright engine frames, no crop
+    assert (tiny.image_pipeline, tiny.rotate_180, tiny.center_crop) == ("resize", False, False)
+    for cfg in (tiny, OpenVLAOFTConfig.openvla_7b().replace(rotate_180=True), tiny.replace(image_pipeline="simplevla")):
+        written = json.loads(json.dumps(config_to_hf_dict(cfg, {}, torch.float32)))
+        assert written["vlarl_fast"]["image_pipeline"] == cfg.image_pipeline
+        assert config_from_hf_dict(written) == cfg
+    # Blocks written before `image_pipeline` existed: custom towers keep the fast path as written;
+    # official towers move to SimpleVLA-RL's pipeline without the old default's second rotation.
+    legacy_tiny = config_to_hf_dict(tiny.replace(rotate_180=True), {}, torch.float32)
+    del legacy_tiny["vlarl_fast"]["image_pipeline"]
+    got = config_from_hf_dict(legacy_tiny)
+    assert (got.image_pipeline, got.rotate_180, got.center_crop) == ("resize", True, False)
+    legacy_7b = config_to_hf_dict(OpenVLAOFTConfig.openvla_7b().replace(rotate_180=True, image_pipeline="resize"), {}, torch.float32)
+    del legacy_7b["vlarl_fast"]["image_pipeline"]
+    assert config_from_hf_dict(legacy_7b) == OpenVLAOFTConfig.openvla_7b()
+    with pytest.raises(ValueError, match="image_pipeline"):
+        OpenVLAOFTConfig.tiny().replace(image_pipeline="tf")
 
 
 def test_sharded_round_trip_reproduces_outputs_exactly(make_model, tmp_path):

@@ -117,8 +117,9 @@ class OpenVLAProcessor:
         self._mean = tuple(towers[0].mean) + tuple(towers[1].mean)
         self._std = tuple(towers[0].std) + tuple(towers[1].std)
 
-    def pixel_values(self, images: Any, device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """uint8 frames `[B, n, H, W, 3]` -> normalised fused pixels `[B, n, 6, S, S]` on `device`."""
+    def model_images(self, images: Any, device) -> torch.Tensor:
+        """uint8 frames `[B, n, H, W, 3]` -> uint8 `[B, n, S, S, 3]` on `device`: the images exactly as
+        the Prismatic image processor receives them (steps 1-3: rotation, resize pipeline, centre crop)."""
         cfg = self.config
         frames = as_uint8_frames(images, cfg.num_images, device)
         b, n, h, w, _ = frames.shape
@@ -127,16 +128,21 @@ class OpenVLAProcessor:
         if cfg.rotate_180:
             x = x.flip(1, 2)
         if cfg.image_pipeline == "simplevla":
-            levels = simplevla_resize(x, size).permute(0, 3, 1, 2).float()
-        else:
-            levels = x.permute(0, 3, 1, 2).float()
-            if (h, w) != (size, size):
-                levels = F.interpolate(levels, size=(size, size), mode=cfg.resize_mode, align_corners=False, antialias=True)
-                levels = levels.round().clamp(0.0, 255.0)
+            x = simplevla_resize(x, size)
+        elif (h, w) != (size, size):
+            x = F.interpolate(x.permute(0, 3, 1, 2).float(), size=(size, size), mode=cfg.resize_mode, align_corners=False, antialias=True)
+            x = x.round().clamp(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1)
         if cfg.center_crop:
-            v = center_crop_resize(levels * _INV_255, cfg.crop_scale)  # convert_image_dtype(float32)
-            levels = torch.floor(v.clamp(0.0, 1.0) * 255.5).clamp(max=255.0)  # ... back to uint8
-        x = (levels / 255.0).repeat(1, 2, 1, 1)  # ToTensor
+            v = center_crop_resize(x.permute(0, 3, 1, 2).float() * _INV_255, cfg.crop_scale)  # convert_image_dtype(float32)
+            x = torch.floor(v.clamp(0.0, 1.0) * 255.5).clamp(max=255.0).to(torch.uint8).permute(0, 2, 3, 1)  # ... to uint8
+        return x.reshape(b, n, size, size, 3)
+
+    def pixel_values(self, images: Any, device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """uint8 frames `[B, n, H, W, 3]` -> normalised fused pixels `[B, n, 6, S, S]` on `device`."""
+        levels = self.model_images(images, device)
+        b, n, size = levels.shape[0], levels.shape[1], levels.shape[2]
+        x = levels.reshape(b * n, size, size, 3).permute(0, 3, 1, 2).float() / 255.0  # ToTensor
+        x = x.repeat(1, 2, 1, 1)
         mean = torch.tensor(self._mean, dtype=torch.float32, device=x.device)[:, None, None]
         std = torch.tensor(self._std, dtype=torch.float32, device=x.device)[:, None, None]
         x = (x - mean) / std

@@ -16,10 +16,13 @@ equal, pixel for pixel, to TensorFlow's (tests/policy/test_simplevla_input_parit
   downsampling with the alternating 1,2 bias, edge replication to whole blocks, the accurate
   integer forward DCT (`jfdctint.c`), quantisation by reciprocal multiplication (`jcdctmgr.c`).
   Decoding (`tf.io.decode_image`): TensorFlow's default `dct_method` is JDCT_IFAST, so the fast
-  integer inverse DCT (`jidctfst.c`) with its AA&N multiplier table, then "fancy" triangular
-  chroma upsampling (`jdsample.c`) and libjpeg's YCbCr->RGB tables. The entropy coding is lossless
-  and is skipped. PIL and OpenCV produce the same JPEG bytes but decode with the accurate IDCT
-  (JDCT_ISLOW), which is why neither reproduces TensorFlow's pixels.
+  integer inverse DCT with its AA&N multiplier table, in the form TensorFlow runs on x86-64: the
+  SSE2 routine (`jsimd_idct_ifast_sse2`: 16-bit wrapping arithmetic, `pmulhw` multiplies, saturating
+  output), which differs from `jidctfst.c` where saturated colour edges overflow 16 bits; then
+  "fancy" triangular chroma upsampling (`jdsample.c`; box upsampling for planes at most 2 wide) and
+  libjpeg's YCbCr->RGB tables. The entropy coding is lossless and is skipped. PIL and OpenCV write
+  the same JPEG data but decode with the accurate IDCT (JDCT_ISLOW), so neither reproduces
+  TensorFlow's pixels.
 * `resize_lanczos3`: TensorFlow's `ScaleAndTranslate` kernel (what `tf.image.resize` calls for
   lanczos3 with antialias): per output pixel a span of taps whose float32 weights are computed on
   the host exactly as `ComputeSpansCore` does (the kernel's `sinf` is libm's, through ctypes),
