@@ -77,7 +77,7 @@ def scene_dict(get_scene):
 # ---------------------------------------------------------------------- policies and crafted states
 LIBERO_TEST_STATS = {"action": {"q01": [-0.5] * 6 + [0.0], "q99": [0.5] * 6 + [1.0],
                                 "mask": [True] * 6 + [False]}}
-PREPROCESSING_KEYS = ("rotate_180", "center_crop", "crop_scale", "resize_mode", "gripper_mode")
+PREPROCESSING_KEYS = ("rotate_180", "center_crop", "crop_scale", "resize_mode", "gripper_mode", "image_pipeline")
 
 
 def tiny_checkpoint(directory, suite: str = "libero_spatial", num_images: int = 1, image_size: int = 16,
