@@ -93,6 +93,12 @@ def test_preprocessing_switches_round_trip_and_legacy_blocks_migrate():
     legacy_7b = config_to_hf_dict(OpenVLAOFTConfig.openvla_7b().replace(rotate_180=True, image_pipeline="resize"), {}, torch.float32)
     del legacy_7b["vlarl_fast"]["image_pipeline"]
     assert config_from_hf_dict(legacy_7b) == OpenVLAOFTConfig.openvla_7b()
+    # No preprocessing keys at all (official config.json, or ours stripped of them): the defaults.
+    stripped = config_to_hf_dict(tiny, {}, torch.float32)
+    for key in ("image_pipeline", "rotate_180", "center_crop", "crop_scale", "resize_mode"):
+        del stripped["vlarl_fast"][key]
+    got = config_from_hf_dict(stripped)
+    assert (got.image_pipeline, got.rotate_180, got.center_crop, got.crop_scale) == ("simplevla", False, True, 0.9)
     with pytest.raises(ValueError, match="image_pipeline"):
         OpenVLAOFTConfig.tiny().replace(image_pipeline="tf")
 

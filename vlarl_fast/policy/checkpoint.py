@@ -98,17 +98,18 @@ def config_to_hf_dict(config: OpenVLAOFTConfig, norm_stats: Mapping[str, Any], d
 def config_from_hf_dict(d: Mapping[str, Any], *, num_images: int | None = None, use_proprio: bool | None = None) -> OpenVLAOFTConfig:
     """config.json -> OpenVLAOFTConfig.
 
-    Image preprocessing: an official config (no `vlarl_fast` block) gets the dataclass defaults,
-    i.e. SimpleVLA-RL's pipeline (`image_pipeline="simplevla"`, centre crop) on frames already in
-    OpenVLA orientation (`rotate_180=False`: the engine's image_convention="openvla"). A `vlarl_fast`
-    block (checkpoints we write) is read as written. A block written before `image_pipeline`
-    existed is migrated: custom towers (the tiny built-in policy) keep the fast "resize" path and
-    their switches; official towers get the SimpleVLA-RL pipeline and `rotate_180=False` (the old
-    default `rotate_180=True` rotated the engine's already rotated frames a second time).
+    Image preprocessing: a config without preprocessing keys (an official config.json has no
+    `vlarl_fast` block) gets the dataclass defaults, i.e. SimpleVLA-RL's pipeline
+    (`image_pipeline="simplevla"`, centre crop) on frames already in OpenVLA orientation
+    (`rotate_180=False`: the engine's image_convention="openvla"). The keys we write are read as
+    written. A block written before `image_pipeline` existed (it has `rotate_180` but no
+    `image_pipeline`) is migrated: custom towers (the tiny built-in policy) keep the fast "resize"
+    path and their switches; official towers get the SimpleVLA-RL pipeline and `rotate_180=False`
+    (the old default `rotate_180=True` rotated the engine's already rotated frames a second time).
     """
     extra = dict(d.get("vlarl_fast", {}))
     tower_dicts = extra.pop("vision_towers", None)
-    if extra and "image_pipeline" not in extra:
+    if "rotate_180" in extra and "image_pipeline" not in extra:
         if tower_dicts is not None:
             extra["image_pipeline"] = "resize"
         else:
