@@ -80,15 +80,19 @@ def crop_box(crop_scale: float) -> tuple[float, float]:
 
 
 def _crop_axis(size: int, out: int, crop_scale: float, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Low/high sample indices and lerp weights of `tf.image.crop_and_resize` along one axis."""
+    """Low/high sample indices and lerp weights of `tf.image.crop_and_resize` along one axis.
+
+    Computed on the CPU in float32 and then moved: CUDA turns division by a Python scalar into a
+    multiplication by its reciprocal, which moves some sample positions by one ulp."""
     offset, side = crop_box(crop_scale)
-    y1 = torch.tensor(offset, dtype=torch.float32, device=device)
-    y2 = torch.tensor(offset + side, dtype=torch.float32, device=device)
+    y1 = torch.tensor(offset, dtype=torch.float32)
+    y2 = torch.tensor(offset + side, dtype=torch.float32)
     scale = (y2 - y1) * (size - 1) / (out - 1)
-    coord = y1 * (size - 1) + torch.arange(out, device=device, dtype=torch.float32) * scale
+    coord = y1 * (size - 1) + torch.arange(out, dtype=torch.float32) * scale
     low = coord.floor()
     high = coord.ceil()
-    return low.long().clamp(0, size - 1), high.long().clamp(0, size - 1), coord - low
+    return (low.long().clamp(0, size - 1).to(device), high.long().clamp(0, size - 1).to(device),
+            (coord - low).to(device))
 
 
 def center_crop_resize(x: torch.Tensor, crop_scale: float) -> torch.Tensor:
@@ -141,7 +145,8 @@ class OpenVLAProcessor:
         """uint8 frames `[B, n, H, W, 3]` -> normalised fused pixels `[B, n, 6, S, S]` on `device`."""
         levels = self.model_images(images, device)
         b, n, size = levels.shape[0], levels.shape[1], levels.shape[2]
-        x = levels.reshape(b * n, size, size, 3).permute(0, 3, 1, 2).float() / 255.0  # ToTensor
+        x = levels.reshape(b * n, size, size, 3).permute(0, 3, 1, 2).float()
+        x = x / torch.full((), 255.0, device=x.device)  # ToTensor; a true division on CUDA too
         x = x.repeat(1, 2, 1, 1)
         mean = torch.tensor(self._mean, dtype=torch.float32, device=x.device)[:, None, None]
         std = torch.tensor(self._std, dtype=torch.float32, device=x.device)[:, None, None]
