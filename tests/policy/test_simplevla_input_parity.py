@@ -198,7 +198,7 @@ def test_raw_frames_need_rotate_180_and_engine_frames_must_not_be_rotated(libero
     assert_identical(our_steps(raw, 2, rotate_180=True), libero_reference)
     # The bug this replaces: engine frames (already rotated) rotated a second time.
     twice = our_steps(libero_frames["engine"], 2, rotate_180=True)["pixel_values"]
-    assert difference(twice, libero_reference["pixel_values"])[1] > 0.5
+    assert difference(twice, libero_reference["pixel_values"])[1] > 0.9  # measured 0.99
 
 
 def test_official_checkpoint_input_equals_simplevla_on_synthetic_frames():

@@ -4,6 +4,8 @@ The reference follows `generate_action_verl` step by step: BOS-prefixed, left-pa
 56 placeholder ids and the stop id appended; padding moved to the end; action embeddings zeroed;
 patches inserted after BOS; OpenVLA-OFT's patched attention (every query sees every non-pad key);
 default position ids 0..L-1; full-vocabulary logits, of which `[..., -320:-64]` are the bins.
+The model input itself (pixel_values, prompt ids) and the action post-processing are checked against
+SimpleVLA-RL's code in test_simplevla_input_parity.py.
 """
 
 import torch
