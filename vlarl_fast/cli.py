@@ -205,8 +205,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_robosuite_macro_notice() -> None:
+    """robosuite prints three lines about a missing private macro file at every import; they say
+    nothing about this run (its defaults are what LIBERO uses), so the CLI drops just those."""
+    import logging
+
+    class _DropMacroNotice(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            text = record.getMessage()
+            return not ("macro file" in text or "setup_macros.py" in text)
+
+    logging.getLogger("robosuite_logs").addFilter(_DropMacroNotice())
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering without a display
+    _quiet_robosuite_macro_notice()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -19,7 +19,8 @@ class MetricLogger:
         if not enabled:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._jsonl = open(self.out_dir / "metrics.jsonl", "a" if resume else "w")
+        # Only ever appended to: a resumed or restarted run adds records, it never truncates history.
+        self._jsonl = open(self.out_dir / "metrics.jsonl", "a")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 

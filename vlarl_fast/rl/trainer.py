@@ -65,16 +65,21 @@ class Trainer:
                                   backend=cfg.env.backend, fast_render=cfg.env.fast_render,
                                   cameras=suite_cameras(cfg.env.suite, cfg.env.cameras, self.policy.config),
                                   settle_steps=cfg.env.settle_steps)
+        say = print if self.info.is_main else (lambda message: None)
+        self.resume_from = checkpoint.latest_checkpoint(self.out_dir, log=say) if cfg.run.resume else None
+        if not cfg.run.resume and self.info.is_main and (self.out_dir / "metrics.jsonl").is_file() \
+                and (self.out_dir / "metrics.jsonl").stat().st_size:
+            raise ValueError(f"config field run.resume: {self.out_dir} already holds a run (metrics.jsonl); "
+                             "pass run.resume=true to continue it, or choose a new run.out_dir")
         self.log = MetricLogger(self.out_dir, enabled=self.info.is_main, tensorboard=cfg.run.tensorboard,
-                                wandb=cfg.run.wandb, config=cfg.to_dict(), resume=self._resuming())
+                                wandb=cfg.run.wandb, config=cfg.to_dict(), resume=True)
+        if self.resume_from is None and self.info.is_main and (self.out_dir / "metrics.jsonl").stat().st_size:
+            self.log.log(0, {"restart": 1}, kind="restart")  # earlier records kept; this run starts over
         self.progress = Progress(enabled=cfg.run.progress and self.info.is_main)
         self.eval_set = evaluation_set(self.suite, cfg.eval.episodes_per_task, cfg.eval.seed_offset,
                                        cfg.eval.repeats)
         self.history: list[dict] = []
         self.start_iteration = 0
-
-    def _resuming(self) -> bool:
-        return self.cfg.run.resume and checkpoint.latest_checkpoint(self.cfg.run.out_dir) is not None
 
     def close(self) -> None:
         if self.video_writer is not None:
@@ -267,9 +272,7 @@ class Trainer:
             self.progress.write(f"[checkpoint] {path}")
 
     def try_resume(self) -> bool:
-        if not self.cfg.run.resume:
-            return False
-        path = checkpoint.latest_checkpoint(self.out_dir)
+        path = self.resume_from
         if path is None:
             return False
         state = checkpoint.restore(path, self.train_policy, self.optimizer, self.info)
@@ -296,6 +299,10 @@ class Trainer:
                         self.build_optimizer()
                 if cfg.eval.episodes_per_task:
                     self.evaluate(0, "sft")
+            if resumed and self._already_complete():
+                self.progress.write(f"[resume] {self.out_dir} is a complete run (final evaluation at step "
+                                    f"{self.start_iteration}); nothing to do")
+                return {"history": self.history, "wall_s": time.perf_counter() - t_start, "complete": True}
             iterations_this_process = 0
             last_step = cfg.grpo.iterations
             t_grpo = time.perf_counter()
@@ -339,6 +346,23 @@ class Trainer:
             return {"history": self.history, "wall_s": time.perf_counter() - t_start}
         finally:
             self.close()
+
+    def _already_complete(self) -> bool:
+        """The run reached its last iteration and its final evaluation was recorded (summary.json)."""
+        import json
+
+        summary = self.out_dir / "summary.json"
+        if self.start_iteration < self.cfg.grpo.iterations or not summary.is_file():
+            return False
+        try:
+            history = json.loads(summary.read_text()).get("history", [])
+        except ValueError:
+            return False
+        final = [h for h in history if h.get("label") == "final"]
+        if final and final[-1]["step"] == self.start_iteration:
+            self.history = history
+            return True
+        return False
 
     def _write_summary(self, wall: float) -> None:
         import json
