@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vlarl_fast.policy import CheckpointMismatchError, OpenVLAOFT, OpenVLAOFTConfig, load_pretrained, save_pretrained
-from vlarl_fast.policy.checkpoint import config_from_hf_dict, config_to_hf_dict
+from vlarl_fast.policy.checkpoint import CHECKSUM_FILE, config_from_hf_dict, config_to_hf_dict
 
 from .conftest import INSTRUCTIONS, make_frames, make_proprio
 
@@ -145,6 +145,7 @@ def test_oft_separate_proprio_projector_file_is_read(make_model, tmp_path):
     state = load_file(tmp_path / "model.safetensors")
     projector = {k: state.pop(k) for k in list(state) if k.startswith("proprio_projector.")}
     save_file(state, tmp_path / "model.safetensors")
+    (tmp_path / CHECKSUM_FILE).unlink()  # now laid out as OpenVLA-OFT's release, which has no checksums
     torch.save({"module." + k.removeprefix("proprio_projector."): v for k, v in projector.items()},
                tmp_path / "proprio_projector--50000_checkpoint.pt")
     loaded = load_pretrained(tmp_path, dtype=torch.float32)
@@ -152,9 +153,11 @@ def test_oft_separate_proprio_projector_file_is_read(make_model, tmp_path):
 
 
 def _rewrite_single_file(tmp_path, edit):
+    """Edits the weights as a checkpoint made elsewhere would differ (no checksum file then)."""
     state = load_file(tmp_path / "model.safetensors")
     edit(state)
     save_file(state, tmp_path / "model.safetensors")
+    (tmp_path / CHECKSUM_FILE).unlink(missing_ok=True)
 
 
 def test_missing_unexpected_and_misshapen_tensors_are_listed(make_model, tmp_path):

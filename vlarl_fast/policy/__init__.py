@@ -12,7 +12,8 @@ Public API:
 """
 
 from vlarl_fast.policy.action_tokenizer import ActionDetokenizer, bin_centres, resolve_unnorm_key
-from vlarl_fast.policy.checkpoint import CheckpointMismatchError, load_pretrained, save_pretrained
+from vlarl_fast.policy.checkpoint import (CheckpointMismatchError, CorruptCheckpointError, load_pretrained,
+                                          save_pretrained)
 from vlarl_fast.policy.config import OpenVLAOFTConfig, TextConfig, ViTConfig
 from vlarl_fast.policy.model import ActionSample, OpenVLAOFT
 from vlarl_fast.policy.processor import Observation, OpenVLAProcessor, PromptBatch
@@ -22,6 +23,7 @@ __all__ = [
     "ActionDetokenizer",
     "ActionSample",
     "CheckpointMismatchError",
+    "CorruptCheckpointError",
     "Observation",
     "OpenVLAOFT",
     "OpenVLAOFTConfig",

@@ -43,6 +43,27 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint's tensors do not match the model built from its config."""
 
 
+class CorruptCheckpointError(ValueError):
+    """A tensor file is unreadable, fails its checksum, or holds non-finite weights; the message
+    names the file (and the tensor)."""
+
+
+# sha256 of each tensor file, written by save_pretrained and checked by load_pretrained when present
+# (official checkpoints have no such file; their files are still checked for readability and
+# non-finite weights).
+CHECKSUM_FILE = "tensor_checksums.json"
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _listing(title: str, names: list[str], limit: int = 20) -> str:
     shown = ", ".join(names[:limit])
     more = f" ... and {len(names) - limit} more" if len(names) > limit else ""
@@ -176,7 +197,7 @@ def save_pretrained(model: OpenVLAOFT, directory: str | Path, stats: Mapping[str
     tokenizer = model.tokenizer if tokenizer is None else tokenizer
     state = model.state_dict()
     plan = _shard_plan(state, _parse_size(max_shard_size))
-    for stale in list(directory.glob("model*.safetensors")) + [directory / INDEX_FILE]:
+    for stale in list(directory.glob("model*.safetensors")) + [directory / INDEX_FILE, directory / CHECKSUM_FILE]:
         stale.unlink(missing_ok=True)
 
     def host_shard(names: list[str]) -> dict[str, torch.Tensor]:  # one shard in host memory at a time
@@ -193,6 +214,8 @@ def save_pretrained(model: OpenVLAOFT, directory: str | Path, stats: Mapping[str
         total = sum(t.numel() * t.element_size() for t in state.values())
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (directory / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True))
+    checksums = {p.name: _file_sha256(p) for p in sorted(directory.glob("model*.safetensors"))}
+    (directory / CHECKSUM_FILE).write_text(json.dumps({"sha256": checksums}, indent=2))
     (directory / "config.json").write_text(json.dumps(config_to_hf_dict(model.config, stats, model.dtype), indent=2))
     (directory / STATS_FILE).write_text(json.dumps(stats, indent=2))
     towers = model.config.vision
@@ -247,9 +270,46 @@ def _tensor_files(directory: Path) -> dict[str, str]:
             raise FileNotFoundError(f"{directory}: index names shard files that do not exist: {missing_files}")
         return dict(index["weight_map"])
     if (directory / SINGLE_FILE).is_file():
-        with safe_open(str(directory / SINGLE_FILE), framework="pt") as f:
+        with _open_tensors(directory / SINGLE_FILE) as f:
             return {k: SINGLE_FILE for k in f.keys()}
     raise FileNotFoundError(f"{directory}: expected {INDEX_FILE} or {SINGLE_FILE}; found {sorted(p.name for p in directory.iterdir())}")
+
+
+def _open_tensors(path: Path):
+    """safe_open, with a corrupt or truncated file reported by name."""
+    from safetensors import safe_open
+
+    try:
+        return safe_open(str(path), framework="pt", device="cpu")
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        raise CorruptCheckpointError(f"{path}: not a readable safetensors file ({' '.join(str(exc).split())})") from exc
+
+
+def _verify_checksums(directory: Path, filenames) -> None:
+    path = directory / CHECKSUM_FILE
+    if not path.is_file():
+        return
+    try:
+        sums = json.loads(path.read_text())["sha256"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptCheckpointError(f"{path}: unreadable ({exc})") from exc
+    for name in sorted(set(filenames)):
+        if name in sums and _file_sha256(directory / name) != sums[name]:
+            raise CorruptCheckpointError(f"{directory / name}: its sha256 does not match {path} "
+                                         "(the file was changed or corrupted after it was written)")
+
+
+def _read_tensor(f, path: Path, name: str) -> torch.Tensor:
+    try:
+        tensor = f.get_tensor(name)
+    except Exception as exc:  # noqa: BLE001
+        raise CorruptCheckpointError(f"{path}: tensor {name} cannot be read ({' '.join(str(exc).split())})") from exc
+    if tensor.is_floating_point():
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise CorruptCheckpointError(f"{path}: tensor {name} holds {bad} non-finite value(s) (NaN/inf) of "
+                                         f"{tensor.numel()}; refusing to load it")
+    return tensor
 
 
 def _read_oft_proprio_projector(directory: Path) -> dict[str, torch.Tensor]:
@@ -290,8 +350,9 @@ def load_pretrained(directory: str | Path, *, dtype: torch.dtype = torch.bfloat1
     by_file: dict[str, list[str]] = {}
     for name, filename in files.items():
         by_file.setdefault(filename, []).append(name)
+    _verify_checksums(directory, by_file)
     for filename, names in by_file.items():
-        with safe_open(str(directory / filename), framework="pt") as f:
+        with _open_tensors(directory / filename) as f:
             for name in names:
                 shapes[name] = tuple(f.get_slice(name).get_shape())
     shapes.update({k: tuple(v.shape) for k, v in extra_tensors.items()})
@@ -308,9 +369,9 @@ def load_pretrained(directory: str | Path, *, dtype: torch.dtype = torch.bfloat1
 
     state: dict[str, torch.Tensor] = {}
     for filename, names in by_file.items():
-        with safe_open(str(directory / filename), framework="pt", device="cpu") as f:
+        with _open_tensors(directory / filename) as f:
             for name in names:
-                state[name] = f.get_tensor(name).to(device=device, dtype=dtype)
+                state[name] = _read_tensor(f, directory / filename, name).to(device=device, dtype=dtype)
     state.update({k: v.to(device=device, dtype=dtype) for k, v in extra_tensors.items()})
     model.load_state_dict(state, strict=True, assign=True)
     model.source_dir = directory
