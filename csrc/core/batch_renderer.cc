@@ -150,11 +150,6 @@ BatchRenderer::BatchRenderer(std::shared_ptr<EnvBatch> batch, const RenderOption
   num_envs_ = batch_->num_envs();
   frame_bytes_ = camera_ids_.size() * static_cast<std::size_t>(options_.height) *
                  static_cast<std::size_t>(options_.width) * 3;
-  const std::size_t total = (frame_bytes_ * num_envs_ + 63) / 64 * 64;
-  auto* buffer = static_cast<std::uint8_t*>(std::aligned_alloc(64, total));
-  if (!buffer) throw std::bad_alloc();
-  std::memset(buffer, 0, total);
-  frames_ = std::shared_ptr<std::uint8_t>(buffer, [](std::uint8_t* p) { std::free(p); });
 
   // The renderer's view of the model: the batch's arrays, its own offscreen buffer settings.
   mjModel view = *m;
@@ -162,25 +157,45 @@ BatchRenderer::BatchRenderer(std::shared_ptr<EnvBatch> batch, const RenderOption
   view.vis.global.offheight = options_.height;
   if (options_.fast) view.vis.quality.offsamples = 0;
 
-  ThreadPool& pool = batch_->pool();
+  CallLock lock = batch_->lock_call("BatchRenderer");
+  ThreadPool& pool = batch_->pool(lock);
   workers_.resize(pool.size());
   for (auto& w : workers_) w = std::make_unique<Worker>();
   try {
     pool.on_each_worker([&](int worker) {
-      std::lock_guard<std::mutex> lock(make_context_mutex());
+      std::lock_guard<std::mutex> guard(make_context_mutex());
       Worker& w = *workers_[worker];
       w.gl = std::make_unique<EglContext>(options_.egl_device);
       EglCurrentScope current(*w.gl);
+      const int max_size = current_gl_max_framebuffer_size();
+      if (worker == 0) {
+        gl_renderer_ = current_gl_renderer();
+        max_size_ = max_size;
+        egl_device_ = w.gl->device_index();
+      }
+      if (max_size > 0 && (options_.height > max_size || options_.width > max_size)) {
+        throw std::invalid_argument(
+            "height=" + std::to_string(options_.height) + ", width=" +
+            std::to_string(options_.width) + ": the frame exceeds the renderer's maximum size of " +
+            std::to_string(max_size) + " x " + std::to_string(max_size) +
+            " pixels (GL_MAX_RENDERBUFFER_SIZE of " + current_gl_renderer() + ")");
+      }
       MakeCtx ctx{&view, &w.scene, &w.context, options_.max_geom};
       std::string error;
       const bool ok = guarded_call(&make_scene_and_context, &ctx, &error);
       w.scene_made = w.context_made = true;  // mjv/mjr free functions accept partial objects
       if (!ok) throw std::runtime_error("OpenGL context setup (mjr_makeContext) failed: " + error);
       w.scratch.resize(static_cast<std::size_t>(options_.height) * options_.width * 3);
-      if (worker == 0) gl_renderer_ = current_gl_renderer();
     });
+    // The frame buffer once the contexts exist (a size the GL cannot render allocates nothing).
+    const std::size_t total = (frame_bytes_ * num_envs_ + 63) / 64 * 64;
+    auto* buffer = static_cast<std::uint8_t*>(std::aligned_alloc(64, total));
+    if (!buffer) throw std::bad_alloc();
+    std::memset(buffer, 0, total);
+    frames_ = std::shared_ptr<std::uint8_t>(buffer, [](std::uint8_t* p) { std::free(p); });
+    close_hook_ = batch_->add_close_hook(lock, [this] { free_locked(); });
   } catch (...) {
-    close();
+    free_locked();
     throw;
   }
 }
@@ -188,8 +203,15 @@ BatchRenderer::BatchRenderer(std::shared_ptr<EnvBatch> batch, const RenderOption
 BatchRenderer::~BatchRenderer() { close(); }
 
 void BatchRenderer::close() {
-  if (closed_) return;
-  closed_ = true;
+  if (closed_.load()) return;
+  CallLock lock = batch_->lock_state("BatchRenderer.close");  // waits for a running call
+  if (close_hook_ >= 0) batch_->remove_close_hook(lock, close_hook_);
+  close_hook_ = -1;
+  free_locked();
+}
+
+void BatchRenderer::free_locked() {
+  if (closed_.exchange(true)) return;
   for (auto& w : workers_) {
     if (!w) continue;
     if (w->gl) {
@@ -208,7 +230,7 @@ void BatchRenderer::close() {
 }
 
 void BatchRenderer::check_open(const char* what) const {
-  if (closed_) throw std::runtime_error(std::string(what) + ": the renderer is closed");
+  if (closed_.load()) throw EngineClosed(std::string(what) + ": the renderer is closed");
 }
 
 mjvOption BatchRenderer::scene_option() const {
@@ -216,10 +238,6 @@ mjvOption BatchRenderer::scene_option() const {
   mjv_defaultOption(&option);
   for (int g = 0; g < mjNGROUP; ++g) option.geomgroup[g] = options_.geom_groups[g] ? 1 : 0;
   return option;
-}
-
-int BatchRenderer::egl_device() const {
-  return workers_.empty() || !workers_[0]->gl ? -1 : workers_[0]->gl->device_index();
 }
 
 void BatchRenderer::render_env(int env, int worker, std::uint8_t* out) {
@@ -259,10 +277,12 @@ void BatchRenderer::render_env(int env, int worker, std::uint8_t* out) {
 }
 
 void BatchRenderer::render(const std::vector<int>& env_ids) {
+  const std::vector<int> ids = batch_->resolve_ids(env_ids);
+  CallLock lock = batch_->lock_call("render");
   check_open("render");
-  batch_->for_each_env(env_ids, [&](int, int env, int worker) {
-    render_env(env, worker, frame(env));
-  });
+  batch_->parallel(lock, static_cast<int>(ids.size()), [&](int slot, int worker) {
+    render_env(ids[slot], worker, frame(ids[slot]));
+  }, "render");
 }
 
 std::vector<double> BatchRenderer::time_raw_render(int env, int camera, int repeats) {
@@ -274,7 +294,9 @@ std::vector<double> BatchRenderer::time_raw_render(int env, int camera, int repe
   }
   if (repeats < 1) throw std::invalid_argument("repeats must be >= 1, got " + std::to_string(repeats));
   std::vector<double> seconds(repeats);
-  batch_->pool().parallel_for(1, [&](int, int worker) {
+  CallLock lock = batch_->lock_call("time_raw_render");
+  check_open("time_raw_render");
+  batch_->parallel(lock, 1, [&](int, int worker) {
     Worker& w = *workers_[worker];
     const mjvOption option = scene_option();
     mjvPerturb perturb;
@@ -293,7 +315,7 @@ std::vector<double> BatchRenderer::time_raw_render(int env, int camera, int repe
       guarded_or_throw("mjr_render", &render_and_read, &ctx);
       seconds[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
-  });
+  }, "time_raw_render");
   return seconds;
 }
 

@@ -7,12 +7,17 @@
 // (frame(env) is env's slot) that render() fills and the binding exposes without copies; the
 // buffer's ownership is shared (frames_owner()), so views of it outlive the renderer.
 //
+// Threads: render(), the chunk runner's renders and time_raw_render hold the batch's call lock;
+// close() takes it too (and EnvBatch::close() frees the contexts through a close hook), so a
+// renderer is never freed under a running render.
+//
 // Visual settings are robosuite 1.4's offscreen defaults: the model's MSAA samples
 // (vis.quality.offsamples), shadows, reflections, skybox, the model's lights, mjvOption
 // defaults with geom group 0 (collision) hidden and groups 1 and 2 shown, and a scene of
 // up to 1000 geoms. `fast` turns MSAA, shadows and reflections off (pixels then differ).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -49,8 +54,9 @@ struct RenderOptions {
 class BatchRenderer {
  public:
   // Creates one EGL context, mjrContext and mjvScene on every worker of batch's pool.
-  // Throws std::invalid_argument for bad options (unknown camera, size <= 0) and
-  // std::runtime_error when EGL or OpenGL cannot be used.
+  // Throws std::invalid_argument for bad options (unknown camera, size <= 0, a size above the
+  // OpenGL implementation's maximum framebuffer size) and std::runtime_error when EGL or
+  // OpenGL cannot be used.
   BatchRenderer(std::shared_ptr<EnvBatch> batch, const RenderOptions& options);
   ~BatchRenderer();
   BatchRenderer(const BatchRenderer&) = delete;
@@ -63,9 +69,13 @@ class BatchRenderer {
   // Renders the given envs (all when empty) in parallel into their frame() slots.
   void render(const std::vector<int>& env_ids);
 
-  // Frees every worker's GL resources (from the calling thread); later renders throw.
+  // Throws std::runtime_error("<what>: the renderer is closed") once closed.
+  void check_open(const char* what) const;
+
+  // Frees every worker's GL resources (from the calling thread, after any running call of the
+  // batch); later renders throw. Idempotent.
   void close();
-  bool closed() const { return closed_; }
+  bool closed() const { return closed_.load(); }
 
   std::size_t frame_bytes() const { return frame_bytes_; }
   std::uint8_t* frame(int env) {
@@ -81,7 +91,9 @@ class BatchRenderer {
   int width() const { return options_.width; }
   const RenderOptions& options() const { return options_; }
   const std::vector<int>& camera_ids() const { return camera_ids_; }
-  int egl_device() const;  // the device actually used (-1: not a device platform)
+  int egl_device() const { return egl_device_; }  // the device used (-1: not a device platform)
+  // The largest frame side this OpenGL implementation renders (GL_MAX_RENDERBUFFER_SIZE).
+  int max_size() const { return max_size_; }
   // GL_RENDERER | GL_VERSION of the contexts, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) | 4.5 ...".
   const std::string& gl_renderer() const { return gl_renderer_; }
 
@@ -92,7 +104,7 @@ class BatchRenderer {
 
  private:
   struct Worker;
-  void check_open(const char* what) const;
+  void free_locked();  // frees the workers' GL resources; the caller holds the call lock
   mjvOption scene_option() const;
 
   std::shared_ptr<EnvBatch> batch_;
@@ -103,7 +115,10 @@ class BatchRenderer {
   std::shared_ptr<std::uint8_t> frames_;  // [num_envs, cameras, H, W, 3], 64-byte aligned
   std::vector<std::unique_ptr<Worker>> workers_;
   std::string gl_renderer_;
-  bool closed_ = false;
+  int egl_device_ = -1;
+  int max_size_ = 0;
+  int close_hook_ = -1;
+  std::atomic<bool> closed_{false};
 };
 
 }  // namespace vlarl

@@ -9,6 +9,8 @@
 namespace vlarl {
 namespace {
 
+// Accessors of per-env state (rows of states_/predicates_) also hold the call lock.
+
 struct ControlStepCtx {
   const mjModel* m;
   mjData* d;
@@ -79,6 +81,7 @@ ChunkRunner::ChunkRunner(std::shared_ptr<EnvBatch> batch, OscSpec spec, RobotObs
   }
   predicates_.resize(N);
   success_.assign(N, 0);
+  if (batch_->closed()) throw EngineClosed("ChunkRunner: the engine is closed");
   for (int w = 0; w < batch_->num_threads(); ++w) {
     scratch_.push_back(std::make_unique<OscScratch>(m, controller_.spec()));
   }
@@ -87,7 +90,8 @@ ChunkRunner::ChunkRunner(std::shared_ptr<EnvBatch> batch, OscSpec spec, RobotObs
 void ChunkRunner::reset_episodes(const std::vector<int>& env_ids) {
   const std::vector<int> ids = batch_->resolve_ids(env_ids);
   const mjModel* m = batch_->model();
-  batch_->pool().parallel_for(static_cast<int>(ids.size()), [&](int slot, int) {
+  CallLock lock = batch_->lock_call("reset_episodes");
+  batch_->parallel(lock, static_cast<int>(ids.size()), [&](int slot, int) {
     const int env = ids[slot];
     mjData* d = batch_->data(env);
     std::string error;
@@ -97,13 +101,32 @@ void ChunkRunner::reset_episodes(const std::vector<int>& env_ids) {
     }
     controller_.reset(d, &states_[env]);
     success_[env] = 0;
-  });
+  }, "reset_episodes");
+}
+
+std::vector<double> ChunkRunner::initial_joint(int env) const {
+  batch_->resolve_ids({env});
+  CallLock lock = batch_->lock_state("initial_joint");
+  return states_[env].initial_joint;
+}
+
+OscState ChunkRunner::state(int env) const {
+  batch_->resolve_ids({env});
+  CallLock lock = batch_->lock_state("controller_goal");
+  return states_[env];
+}
+
+std::size_t ChunkRunner::num_predicates(int env) const {
+  batch_->resolve_ids({env});
+  CallLock lock = batch_->lock_state("num_success_predicates");
+  return predicates_[env].size();
 }
 
 void ChunkRunner::set_initial_joint(const double* q, bool broadcast,
                                     const std::vector<int>& env_ids) {
   const std::vector<int> ids = batch_->resolve_ids(env_ids);
   const int n = controller_.spec().num_joints();
+  CallLock lock = batch_->lock_call("set_initial_joint");
   for (std::size_t s = 0; s < ids.size(); ++s) {
     const double* row = q + (broadcast ? 0 : s * n);
     states_[ids[s]].initial_joint.assign(row, row + n);
@@ -113,6 +136,7 @@ void ChunkRunner::set_initial_joint(const double* q, bool broadcast,
 void ChunkRunner::set_controller_state(int env, const double* goal_pos, const double* goal_ori,
                                        const double* gripper_action) {
   batch_->resolve_ids({env});
+  CallLock lock = batch_->lock_call("set_controller_goal");
   OscState& s = states_[env];
   std::copy(goal_pos, goal_pos + 3, s.goal_pos);
   std::copy(goal_ori, goal_ori + 9, s.goal_ori);
@@ -128,6 +152,7 @@ void ChunkRunner::set_predicates(const std::vector<int>& env_ids,
     std::sort(p.geoms_b.begin(), p.geoms_b.end());
     p.validate(batch_->model());
   }
+  CallLock lock = batch_->lock_call("set_success");
   for (int env : ids) predicates_[env] = sorted;
 }
 
@@ -148,7 +173,8 @@ void ChunkRunner::record(int env, const mjData* d, const ChunkOutputs& out, int 
 
 std::vector<int> ChunkRunner::run(const double* actions, int K, const std::vector<int>& env_ids,
                                   const ChunkOutputs& out, RenderMode mode,
-                                  const FrameTarget* frames) {
+                                  const FrameTarget* frames,
+                                  const std::function<void()>& check) {
   if (K < 1 || K > out.capacity_k) {
     throw std::invalid_argument("K must be in [1, " + std::to_string(out.capacity_k) +
                                 "], got " + std::to_string(K));
@@ -163,12 +189,17 @@ std::vector<int> ChunkRunner::run(const double* actions, int K, const std::vecto
   const mjModel* m = batch_->model();
   const int adim = action_dim();
   std::vector<std::uint8_t> errored(ids.size(), 0);
-  batch_->pool().parallel_for(static_cast<int>(ids.size()), [&](int slot, int worker) {
+  CallLock lock = batch_->lock_call("step_chunk");
+  if (check) check();
+  batch_->parallel(lock, static_cast<int>(ids.size()), [&](int slot, int worker) {
     const int env = ids[slot];
     mjData* d = batch_->data(env);
     bool stopped = success_[env] || batch_->status()[env] != kEnvOk;
     int executed = 0;
     for (int k = 0; k < K; ++k) {
+      // Interrupt or close(): stop between control steps (the controller never stops mid-
+      // action); the call then throws and its records are not returned.
+      if (batch_->cancelled()) return;
       const bool moved = !stopped;
       if (!stopped) {
         ControlStepCtx ctx{m, d, &controller_, &states_[env], scratch_[worker].get(),
@@ -208,10 +239,11 @@ std::vector<int> ChunkRunner::run(const double* actions, int K, const std::vecto
     out.success[env] = success_[env];
     out.steps[env] = executed;
     if (mode == RenderMode::kEnd) {
+      if (batch_->cancelled()) return;
       frames->render(env, worker, frames->end_frames + static_cast<std::size_t>(env) *
                                                            frames->frame_bytes);
     }
-  });
+  }, "step_chunk");
   std::vector<int> failed;
   for (std::size_t s = 0; s < ids.size(); ++s) {
     if (errored[s]) failed.push_back(ids[s]);

@@ -1,3 +1,6 @@
+// Every public method holds the batch's call lock (EnvBatch::lock_call) while it reads or
+// writes env or controller state, so it is safe against calls from other threads and close().
+//
 // Whole-chunk execution: K control steps per env (robosuite's OSC_POSE + gripper, substeps of
 // mj_step1 / controller / mj_step2), per-step observations written straight into caller-owned
 // [num_envs, K, ...] buffers, native success predicates with per-env early stop, optional
@@ -73,8 +76,10 @@ class ChunkRunner {
 
   // Nullspace target per env: q is [ids.size(), num_joints] or one row for all (broadcast).
   void set_initial_joint(const double* q, bool broadcast, const std::vector<int>& env_ids);
-  std::vector<double> initial_joint(int env) const { return states_[env].initial_joint; }
-  const OscState& state(int env) const { return states_[env]; }
+  std::vector<double> initial_joint(int env) const;
+  // A copy of env's controller state (taken under the call lock).
+  OscState state(int env) const;
+  std::size_t num_gripper_actuators() const { return controller_.spec().gripper_actuators.size(); }
   // Overrides the controller state of env: goal position [3], goal orientation [3x3 row-major]
   // and the gripper command [num gripper actuators] (robosuite's controller.goal_pos,
   // goal_ori and gripper.current_action), e.g. to continue an episode robosuite started.
@@ -83,14 +88,18 @@ class ChunkRunner {
 
   // Success predicates of each env (conjunction; empty: never succeeds, no early stop).
   void set_predicates(const std::vector<int>& env_ids, const std::vector<Predicate>& preds);
-  std::size_t num_predicates(int env) const { return predicates_[env].size(); }
+  std::size_t num_predicates(int env) const;
 
   // Runs K control steps for each env of env_ids (all when empty); actions is
   // [ids.size(), K, action_dim()]. An env stops at its first successful step (done from there
   // on); envs already successful, unstable or errored execute nothing. Steps not executed
   // repeat the env's last observation. Returns the ids that hit a MuJoCo error.
+  // `check` (optional) runs first under the call lock (the binding checks the renderer there).
+  // An interrupt or close() stops every env at its next control-step boundary and throws
+  // (EnvBatch::parallel); the envs keep the control steps they ran.
   std::vector<int> run(const double* actions, int K, const std::vector<int>& env_ids,
-                       const ChunkOutputs& out, RenderMode mode, const FrameTarget* frames);
+                       const ChunkOutputs& out, RenderMode mode, const FrameTarget* frames,
+                       const std::function<void()>& check = {});
 
   std::uint8_t* episode_success() { return success_.data(); }
 

@@ -218,6 +218,22 @@ std::string current_gl_renderer() {
   return out;
 }
 
+int current_gl_max_framebuffer_size() {
+  EglApi& api = egl();
+  if (!api.error.empty() || !api.GetCurrentContext()) return 0;
+  using GetIntegerv = void (*)(unsigned int, int*);
+  auto get = reinterpret_cast<GetIntegerv>(api.GetProcAddress("glGetIntegerv"));
+  if (!get) return 0;
+  int renderbuffer = 0, viewport[2] = {0, 0};
+  get(0x84E8, &renderbuffer);  // GL_MAX_RENDERBUFFER_SIZE: MuJoCo's offscreen buffers
+  get(0x0D3A, viewport);       // GL_MAX_VIEWPORT_DIMS
+  int size = renderbuffer;
+  for (int v : viewport) {
+    if (v > 0 && (size <= 0 || v < size)) size = v;
+  }
+  return size > 0 ? size : 0;
+}
+
 EglContext::EglContext(int device_index) {
   const DisplayEntry entry = open_display(device_index);
   if (!entry.display) throw std::runtime_error("EGL unavailable: " + entry.error);

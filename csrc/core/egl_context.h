@@ -65,4 +65,8 @@ int egl_device_count();
 // "<GL_RENDERER> | <GL_VERSION>" of the context current on the calling thread ("" if none).
 std::string current_gl_renderer();
 
+// The largest offscreen frame side (pixels) the context current on the calling thread supports:
+// min(GL_MAX_RENDERBUFFER_SIZE, GL_MAX_VIEWPORT_DIMS); 0 if unknown.
+int current_gl_max_framebuffer_size();
+
 }  // namespace vlarl

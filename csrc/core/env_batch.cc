@@ -16,12 +16,14 @@ struct StepCtx {
   mjData* d;
   int nstep;
   bool unstable;
+  const EnvBatch* batch;  // cancelled() is polled between steps
 };
 
 // Plain function (no destructors) so that a MuJoCo error can longjmp over it.
 void step_env(void* p) {
   auto* c = static_cast<StepCtx*>(p);
   for (int s = 0; s < c->nstep; ++s) {
+    if (c->batch->cancelled()) return;  // between whole steps: the state stays consistent
     const int before = bad_state_warnings(c->d);
     mj_step(c->m, c->d);
     if (bad_state_warnings(c->d) != before) {
@@ -101,11 +103,22 @@ EnvBatch::EnvBatch(const mjModel* model, int num_envs, int num_threads) {
   time_.assign(num_envs, 0.0);
   messages_.assign(num_envs, "");
   for (int i = 0; i < num_envs; ++i) time_[i] = datas_[i]->time;
-  pool_ = std::make_unique<ThreadPool>(num_threads);
+  try {
+    pool_ = std::make_unique<ThreadPool>(num_threads);
+  } catch (...) {
+    for (int i = 0; i < num_envs; ++i) {
+      datas_[i]->buffer = original_buffers_[i];
+      mj_deleteData(datas_[i]);
+    }
+    std::free(block_);
+    mj_deleteModel(model_);
+    throw;
+  }
+  num_threads_ = num_threads;
 }
 
 EnvBatch::~EnvBatch() {
-  close();
+  close();  // no call can run: every caller holds a reference
   for (int i = 0; i < num_envs_; ++i) {
     datas_[i]->buffer = original_buffers_[i];  // mj_deleteData frees its own buffer
     mj_deleteData(datas_[i]);
@@ -114,18 +127,147 @@ EnvBatch::~EnvBatch() {
   mj_deleteModel(model_);
 }
 
+// ------------------------------------------------------------------ the call lock
+CallLock::CallLock(CallLock&& other) noexcept : batch_(other.batch_) { other.batch_ = nullptr; }
+
+CallLock& CallLock::operator=(CallLock&& other) noexcept {
+  if (this != &other) {
+    release();
+    batch_ = other.batch_;
+    other.batch_ = nullptr;
+  }
+  return *this;
+}
+
+CallLock::~CallLock() { release(); }
+
+void CallLock::release() {
+  if (batch_) {
+    batch_->unlock_call();
+    batch_ = nullptr;
+  }
+}
+
+CallLock EnvBatch::lock_state(const char* what) {
+  if (owner_.load() == std::this_thread::get_id()) {
+    throw std::logic_error(std::string(what) +
+                           ": called while this thread is inside another call of the same "
+                           "engine (from a signal handler?); only close() may be called there");
+  }
+  mu_.lock();
+  owner_.store(std::this_thread::get_id());
+  return CallLock(this);
+}
+
+CallLock EnvBatch::lock_call(const char* what) {
+  CallLock lock = lock_state(what);
+  if (closing_.load()) throw EngineClosed(std::string(what) + ": the engine is closed");
+  return lock;
+}
+
+void EnvBatch::unlock_call() {
+  if (closing_.load() && !closed_) finish_close_locked();
+  owner_.store(std::thread::id());
+  mu_.unlock();
+}
+
+void EnvBatch::require(const CallLock& lock, const char* what) const {
+  if (!lock.holds(*this)) {
+    throw std::logic_error(std::string(what) + ": the caller does not hold this batch's call lock");
+  }
+}
+
+ThreadPool& EnvBatch::pool(const CallLock& lock) {
+  require(lock, "pool");
+  if (closed_ || !pool_) throw EngineClosed("pool: the engine is closed");
+  return *pool_;
+}
+
+void EnvBatch::set_interrupt_check(std::function<bool()> check, int interval_ms) {
+  CallLock lock = lock_state("set_interrupt_check");
+  interrupt_check_ = std::move(check);
+  interrupt_interval_ms_ = interval_ms < 1 ? 1 : interval_ms;
+}
+
+int EnvBatch::add_close_hook(const CallLock& lock, std::function<void()> fn) {
+  require(lock, "add_close_hook");
+  const int id = next_hook_id_++;
+  close_hooks_[id] = std::move(fn);
+  return id;
+}
+
+void EnvBatch::remove_close_hook(const CallLock& lock, int id) {
+  require(lock, "remove_close_hook");
+  close_hooks_.erase(id);
+}
+
+void EnvBatch::parallel(const CallLock& lock, int n,
+                        const std::function<void(int, int)>& fn, const char* what) {
+  ThreadPool& workers = pool(lock);
+  interrupted_.store(false);
+  aborted_.store(false);
+  ThreadPool::PollFn poll;
+  if (interrupt_check_) {
+    poll = [this] {
+      if (interrupted_.load() || closing_.load()) return true;
+      bool fired = false;
+      try {
+        fired = interrupt_check_();
+      } catch (...) {
+        aborted_.store(true);  // the running tasks stop too; the pool rethrows
+        throw;
+      }
+      if (!fired) return false;
+      interrupted_.store(true);  // workers stop at their next step boundary
+      return true;
+    };
+  }
+  std::exception_ptr error;
+  try {
+    workers.parallel_for(
+        n,
+        [&](int task, int worker) {
+          if (!cancelled()) fn(task, worker);
+        },
+        poll, std::chrono::milliseconds(interrupt_interval_ms_));
+  } catch (const std::exception&) {  // (a forced unwind, not a std::exception, passes)
+    error = std::current_exception();
+  }
+  if (interrupted_.exchange(false)) {
+    throw Interrupted(std::string(what) + ": interrupted");
+  }
+  if (closing_.load()) {
+    throw EngineClosed(std::string(what) +
+                       ": the engine was closed during the call (envs keep the steps they ran)");
+  }
+  aborted_.store(false);
+  if (error) std::rethrow_exception(error);
+}
+
 void EnvBatch::close() {
+  closing_.store(true);  // a running call stops at its next step boundary
+  if (owner_.load() == std::this_thread::get_id()) return;  // completes at unlock_call
+  CallLock lock = lock_state("close");
+  // ~CallLock runs finish_close_locked()
+}
+
+void EnvBatch::finish_close_locked() {
+  for (auto& hook : close_hooks_) {
+    try {
+      hook.second();
+    } catch (...) {
+      // a hook frees resources; one that fails must not keep the workers alive
+    }
+  }
+  close_hooks_.clear();
   pool_.reset();
   closed_ = true;
 }
 
-void EnvBatch::check_open(const char* what) const {
-  if (closed_) throw std::runtime_error(std::string(what) + ": the engine is closed");
-}
-
-ThreadPool& EnvBatch::pool() {
-  check_open("pool");
-  return *pool_;
+std::string EnvBatch::status_message(int env) {
+  resolve_ids({env});
+  CallLock lock = lock_state("status_message");
+  return messages_[env];
 }
 
 std::vector<int> EnvBatch::resolve_ids(const std::vector<int>& env_ids) const {
@@ -155,27 +297,19 @@ void EnvBatch::mark(int env, EnvStatus status, const std::string& message) {
   messages_[env] = message;
 }
 
-void EnvBatch::for_each_env(const std::vector<int>& env_ids,
-                            const std::function<void(int, int, int)>& fn) {
-  check_open("for_each_env");
-  const std::vector<int> ids = resolve_ids(env_ids);
-  pool_->parallel_for(static_cast<int>(ids.size()),
-                      [&](int slot, int worker) { fn(slot, ids[slot], worker); });
-}
-
 std::vector<int> EnvBatch::step(const mjtNum* ctrl, int nstep, const std::vector<int>& env_ids) {
-  check_open("step");
   if (nstep < 0) throw std::invalid_argument("nstep must be >= 0, got " + std::to_string(nstep));
   const std::vector<int> ids = resolve_ids(env_ids);
+  CallLock lock = lock_call("step");
   const int nu = model_->nu;
   std::vector<std::uint8_t> errored(ids.size(), 0);
-  pool_->parallel_for(static_cast<int>(ids.size()), [&](int slot, int) {
+  parallel(lock, static_cast<int>(ids.size()), [&](int slot, int) {
     const int env = ids[slot];
     mjData* d = datas_[env];
     if (ctrl && nu > 0) std::memcpy(d->ctrl, ctrl + static_cast<std::size_t>(slot) * nu,
                                     sizeof(mjtNum) * nu);
     if (status_[env] != kEnvOk) return;
-    StepCtx ctx{model_, d, nstep, false};
+    StepCtx ctx{model_, d, nstep, false, this};
     std::string error;
     if (!guarded_call(&step_env, &ctx, &error)) {
       // MuJoCo's stack markers are inconsistent after the jump: reset the env's data.
@@ -187,7 +321,7 @@ std::vector<int> EnvBatch::step(const mjtNum* ctrl, int nstep, const std::vector
       mark(env, kEnvUnstable, warning.empty() ? "bad qpos/qvel/qacc" : warning);
     }
     time_[env] = d->time;
-  });
+  }, "step");
   std::vector<int> failed;
   for (std::size_t s = 0; s < ids.size(); ++s) {
     if (errored[s]) failed.push_back(ids[s]);
@@ -196,13 +330,13 @@ std::vector<int> EnvBatch::step(const mjtNum* ctrl, int nstep, const std::vector
 }
 
 void EnvBatch::forward(const std::vector<int>& env_ids) {
-  check_open("forward");
   const std::vector<int> ids = resolve_ids(env_ids);
-  pool_->parallel_for(static_cast<int>(ids.size()), [&](int slot, int) {
+  CallLock lock = lock_call("forward");
+  parallel(lock, static_cast<int>(ids.size()), [&](int slot, int) {
     const int env = ids[slot];
     std::string error;
     if (!guarded_forward(model_, datas_[env], &error)) mark(env, kEnvError, error);
-  });
+  }, "forward");
 }
 
 int EnvBatch::state_size(unsigned int spec) const {
@@ -214,10 +348,10 @@ int EnvBatch::state_size(unsigned int spec) const {
   return mj_stateSize(model_, spec);
 }
 
-void EnvBatch::get_state(mjtNum* out, unsigned int spec, const std::vector<int>& env_ids) const {
-  check_open("get_state");
+void EnvBatch::get_state(mjtNum* out, unsigned int spec, const std::vector<int>& env_ids) {
   const std::vector<int> ids = resolve_ids(env_ids);
   const int size = state_size(spec);
+  CallLock lock = lock_call("get_state");
   for (std::size_t s = 0; s < ids.size(); ++s) {
     mj_getState(model_, datas_[ids[s]], out + s * size, spec);
   }
@@ -225,9 +359,9 @@ void EnvBatch::get_state(mjtNum* out, unsigned int spec, const std::vector<int>&
 
 void EnvBatch::set_state(const mjtNum* states, bool broadcast, unsigned int spec,
                          const std::vector<int>& env_ids) {
-  check_open("set_state");
   const std::vector<int> ids = resolve_ids(env_ids);
   const int size = state_size(spec);
+  CallLock lock = lock_call("set_state");
   for (std::size_t s = 0; s < ids.size(); ++s) {
     const int env = ids[s];
     mjData* d = datas_[env];

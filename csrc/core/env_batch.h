@@ -8,11 +8,29 @@
 //
 // The core trusts its arguments (shapes, ids, finite values) except where noted: the binding
 // validates them once. Errors it can detect itself throw std::invalid_argument/out_of_range.
+//
+// Lifetime and threads (docs/engine.md, "Lifetime, threads and interrupts"):
+// - Every call that reads or writes env state (step, forward, get_state, set_state, the chunk
+//   runner's and the renderer's calls) holds the batch's call lock from start to end, so calls
+//   made from several threads run one at a time and never see each other half done.
+// - close() marks the batch closing, which makes a running call stop at its next step
+//   boundary (it then throws EngineClosed), waits for the call lock, runs the close hooks
+//   (the renderer frees its GL contexts) and stops the workers. Later calls throw EngineClosed.
+//   The memory (mjData block, status, time) lives until the EnvBatch is destroyed.
+// - An interrupt check (set_interrupt_check) runs on the calling thread every few milliseconds
+//   while a call's workers run; when it returns true the call stops at the next step boundary
+//   and throws Interrupted. Envs keep the whole steps they ran.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <mujoco/mujoco.h>
@@ -29,6 +47,39 @@ enum EnvStatus : std::uint8_t {
   kEnvError = 2,     // mju_error inside this env: the env stops stepping
 };
 
+// A call on a closed (or closing) batch, or a call that close() stopped.
+class EngineClosed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A call stopped because the interrupt check returned true.
+class Interrupted : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class EnvBatch;
+
+// Proof that the caller holds a batch's call lock (movable, not copyable). When the lock is
+// let go after close() was requested, the close completes first (see EnvBatch::close).
+class CallLock {
+ public:
+  CallLock() = default;
+  CallLock(CallLock&& other) noexcept;
+  CallLock& operator=(CallLock&& other) noexcept;
+  CallLock(const CallLock&) = delete;
+  CallLock& operator=(const CallLock&) = delete;
+  ~CallLock();
+  bool holds(const EnvBatch& batch) const { return batch_ == &batch; }
+
+ private:
+  friend class EnvBatch;
+  explicit CallLock(EnvBatch* batch) : batch_(batch) {}
+  void release();
+  EnvBatch* batch_ = nullptr;
+};
+
 class EnvBatch {
  public:
   // Copies `model`; the caller keeps ownership of its own model.
@@ -37,20 +88,47 @@ class EnvBatch {
   EnvBatch(const EnvBatch&) = delete;
   EnvBatch& operator=(const EnvBatch&) = delete;
 
-  // Stops the workers. Memory stays valid until destruction (views may outlive close()).
+  // Stops a running call at its next step boundary, waits for it, runs the close hooks and
+  // stops the workers (idempotent, callable from any thread). Memory stays valid until
+  // destruction (views may outlive close()). Called from the thread that holds the call lock
+  // (e.g. from a signal handler run by the interrupt check) it only requests the close, which
+  // completes when that thread lets the lock go.
   void close();
-  bool closed() const { return closed_; }
+  // True from the moment close() was requested.
+  bool closed() const { return closing_.load(); }
 
   int num_envs() const { return num_envs_; }
-  int num_threads() const { return pool_ ? pool_->size() : 0; }
+  int num_threads() const { return closed() ? 0 : num_threads_; }
   const mjModel* model() const { return model_; }
   mjData* data(int env) { return datas_[env]; }
   const mjData* data(int env) const { return datas_[env]; }
-  ThreadPool& pool();
 
-  // Runs fn(env_index_in_list, env, worker) for each env of `env_ids` (all envs when empty).
-  void for_each_env(const std::vector<int>& env_ids,
-                    const std::function<void(int slot, int env, int worker)>& fn);
+  // ---------------------------------------------------------------- concurrency
+  // Takes the call lock; throws EngineClosed("<what>: the engine is closed") when the batch is
+  // closed or closing, and std::logic_error when this thread already holds it (a re-entrant
+  // call, e.g. from a signal handler that runs while this thread waits for its workers).
+  CallLock lock_call(const char* what);
+  // The call lock without the closed check, for reads that stay valid after close().
+  CallLock lock_state(const char* what);
+  // The worker pool; needs the call lock (throws EngineClosed when closed).
+  ThreadPool& pool(const CallLock& lock);
+  // Runs fn(task, worker) for task in [0, n) on the pool, with the call lock held. Tasks not
+  // yet started are skipped once cancelled(); after the job it throws Interrupted (interrupt
+  // check) or EngineClosed (close() from another thread) if either happened, else rethrows
+  // the first exception of fn.
+  void parallel(const CallLock& lock, int n, const std::function<void(int task, int worker)>& fn,
+                const char* what);
+  // True while the running call should stop at its next step boundary (workers poll it).
+  bool cancelled() const {
+    return interrupted_.load(std::memory_order_relaxed) ||
+           closing_.load(std::memory_order_relaxed) || aborted_.load(std::memory_order_relaxed);
+  }
+  // check() runs on the calling thread every interval_ms while a call's workers run; true
+  // stops the call (Interrupted). The binding installs Python's signal check here.
+  void set_interrupt_check(std::function<bool()> check, int interval_ms = 10);
+  // fn runs once inside close(), with the call lock held, before the workers stop.
+  int add_close_hook(const CallLock& lock, std::function<void()> fn);
+  void remove_close_hook(const CallLock& lock, int id);
 
   // Sets ctrl rows (row-major [ids.size(), nu], or nullptr to keep ctrl), then runs nstep
   // mj_step per env. Envs whose status is not kEnvOk are skipped. Returns the ids of envs that
@@ -62,7 +140,7 @@ class EnvBatch {
 
   int state_size(unsigned int spec) const;
   // out: [ids.size(), state_size(spec)]
-  void get_state(mjtNum* out, unsigned int spec, const std::vector<int>& env_ids) const;
+  void get_state(mjtNum* out, unsigned int spec, const std::vector<int>& env_ids);
   // states: [ids.size(), size] or, when broadcast, one row for all. Clears status to kEnvOk.
   void set_state(const mjtNum* states, bool broadcast, unsigned int spec,
                  const std::vector<int>& env_ids);
@@ -74,14 +152,19 @@ class EnvBatch {
 
   std::uint8_t* status() { return status_.data(); }
   double* time() { return time_.data(); }
-  std::string status_message(int env) const { return messages_[env]; }
+  // env's status message; takes the call lock (usable after close()).
+  std::string status_message(int env);
   void mark(int env, EnvStatus status, const std::string& message);
 
   // Validates env ids (throws std::out_of_range naming the bad id); empty means all envs.
   std::vector<int> resolve_ids(const std::vector<int>& env_ids) const;
 
  private:
-  void check_open(const char* what) const;
+  friend class CallLock;
+  void require(const CallLock& lock, const char* what) const;
+  void unlock_call();         // completes a requested close, then lets the lock go
+  void finish_close_locked();
+
 
   mjModel* model_ = nullptr;
   int num_envs_ = 0;
@@ -94,7 +177,18 @@ class EnvBatch {
   std::vector<double> time_;
   std::vector<std::string> messages_;
   std::unique_ptr<ThreadPool> pool_;
-  bool closed_ = false;
+  int num_threads_ = 0;
+
+  std::mutex mu_;                          // the call lock
+  std::atomic<std::thread::id> owner_{};   // thread holding mu_ (re-entrancy check)
+  std::atomic<bool> closing_{false};       // close() requested
+  bool closed_ = false;                    // close() completed (guarded by mu_)
+  std::atomic<bool> interrupted_{false};   // the running call's interrupt check fired
+  std::atomic<bool> aborted_{false};       // the running call's interrupt check threw
+  std::function<bool()> interrupt_check_;
+  int interrupt_interval_ms_ = 10;
+  std::map<int, std::function<void()>> close_hooks_;
+  int next_hook_id_ = 0;
 };
 
 }  // namespace vlarl

@@ -24,17 +24,19 @@ ThreadPool::~ThreadPool() {
   for (auto& t : threads_) t.join();
 }
 
-void ThreadPool::parallel_for(int num_tasks, const TaskFn& fn) {
+void ThreadPool::parallel_for(int num_tasks, const TaskFn& fn, const PollFn& poll,
+                              std::chrono::milliseconds poll_interval) {
   if (num_tasks <= 0) return;
-  run_job(num_tasks, false, fn);
+  run_job(num_tasks, false, fn, poll, poll_interval);
 }
 
 void ThreadPool::on_each_worker(const std::function<void(int)>& fn) {
   TaskFn task = [&fn](int, int worker) { fn(worker); };
-  run_job(size(), true, task);
+  run_job(size(), true, task, {}, std::chrono::milliseconds(0));
 }
 
-void ThreadPool::run_job(int num_tasks, bool once_per_worker, const TaskFn& fn) {
+void ThreadPool::run_job(int num_tasks, bool once_per_worker, const TaskFn& fn,
+                         const PollFn& poll, std::chrono::milliseconds poll_interval) {
   std::lock_guard<std::mutex> job_lock(job_mu_);
   std::unique_lock<std::mutex> lock(mu_);
   job_ = &fn;
@@ -45,7 +47,29 @@ void ThreadPool::run_job(int num_tasks, bool once_per_worker, const TaskFn& fn) 
   first_error_ = nullptr;
   ++generation_;
   start_cv_.notify_all();
-  done_cv_.wait(lock, [this] { return busy_workers_ == 0; });
+  const auto all_done = [this] { return busy_workers_ == 0; };
+  bool polling = static_cast<bool>(poll);
+  while (polling && !done_cv_.wait_for(lock, poll_interval, all_done)) {
+    lock.unlock();
+    bool stop = false;
+    try {
+      stop = poll();
+    } catch (...) {
+      // fn lives on this stack frame: let the workers finish before unwinding past it.
+      lock.lock();
+      next_task_.store(num_tasks_);
+      done_cv_.wait(lock, all_done);
+      job_ = nullptr;
+      first_error_ = nullptr;
+      throw;
+    }
+    lock.lock();
+    if (stop) {
+      next_task_.store(num_tasks_);  // hand out no further task
+      polling = false;
+    }
+  }
+  done_cv_.wait(lock, all_done);
   job_ = nullptr;
   if (first_error_) {
     std::exception_ptr err = first_error_;

@@ -5,9 +5,15 @@
 // (each environment's work is independent, which makes the engine deterministic across thread
 // counts). on_each_worker(fn) runs fn(worker) exactly once on every worker thread: per-thread
 // resources such as an EGL context are created and freed that way.
+//
+// While a job runs, the calling thread only waits; given a `poll` function it wakes every
+// `poll_interval` to call it (on the calling thread, no pool lock held). When poll returns
+// true no further task is handed out; tasks already started run to their end (a task that
+// should stop early checks its own flag). The engine polls for Python signals this way.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -29,15 +35,20 @@ class ThreadPool {
 
   int size() const { return static_cast<int>(threads_.size()); }
 
+  using PollFn = std::function<bool()>;
+
   // Runs fn(task, worker) for task in [0, num_tasks). The first exception thrown by fn is
-  // rethrown here after every worker has finished the job.
-  void parallel_for(int num_tasks, const TaskFn& fn);
+  // rethrown here after every worker has finished the job. poll: see the file comment; an
+  // exception thrown by poll stops the job too and is rethrown once every worker is done.
+  void parallel_for(int num_tasks, const TaskFn& fn, const PollFn& poll = {},
+                    std::chrono::milliseconds poll_interval = std::chrono::milliseconds(10));
 
   // Runs fn(worker) once on each worker thread.
   void on_each_worker(const std::function<void(int worker)>& fn);
 
  private:
-  void run_job(int num_tasks, bool once_per_worker, const TaskFn& fn);
+  void run_job(int num_tasks, bool once_per_worker, const TaskFn& fn, const PollFn& poll,
+               std::chrono::milliseconds poll_interval);
   void worker_loop(int worker);
 
   std::vector<std::thread> threads_;

@@ -176,22 +176,27 @@ void bind_control(py::module_& m) {
           "reset_episodes",
           [](ChunkRunner& r, py::object env_ids) {
             std::vector<int> ids = ids_from_py(env_ids);
-            py::gil_scoped_release nogil;
-            r.reset_episodes(ids);
+            without_gil([&] { r.reset_episodes(ids); });
           },
           py::arg("env_ids") = py::none())
       .def(
           "set_initial_joint",
           [](ChunkRunner& r, F64 q, py::object env_ids) {
-            r.set_initial_joint(q.data(), q.ndim() == 1, ids_from_py(env_ids));
+            std::vector<int> ids = ids_from_py(env_ids);
+            const double* src = q.data();
+            const bool broadcast = q.ndim() == 1;
+            without_gil([&] { r.set_initial_joint(src, broadcast, ids); });
           },
           py::arg("q"), py::arg("env_ids") = py::none(),
           "q: [num_joints] (all given envs) or [len(env_ids), num_joints], validated by Python")
-      .def("initial_joint", &ChunkRunner::initial_joint, py::arg("env"))
+      .def(
+          "initial_joint",
+          [](const ChunkRunner& r, int env) { return without_gil([&] { return r.initial_joint(env); }); },
+          py::arg("env"))
       .def(
           "goal",
           [](const ChunkRunner& r, int env) {
-            const OscState& s = r.state(env);
+            const OscState s = without_gil([&] { return r.state(env); });
             py::array_t<double> pos(3), ori({3, 3});
             std::copy(s.goal_pos, s.goal_pos + 3, pos.mutable_data());
             std::copy(s.goal_ori, s.goal_ori + 9, ori.mutable_data());
@@ -201,23 +206,33 @@ void bind_control(py::module_& m) {
       .def(
           "set_goal",
           [](ChunkRunner& r, int env, F64 pos, F64 ori, F64 grip) {
-            const std::size_t ng = r.state(0).gripper_action.size();
+            const std::size_t ng = r.num_gripper_actuators();
             if (pos.size() != 3 || ori.size() != 9 || static_cast<std::size_t>(grip.size()) != ng) {
               throw py::value_error("set_goal: expected goal_pos [3], goal_ori [3, 3] and " +
                                     std::to_string(ng) + " gripper values");
             }
-            r.set_controller_state(env, pos.data(), ori.data(), grip.data());
+            without_gil([&] { r.set_controller_state(env, pos.data(), ori.data(), grip.data()); });
           },
           py::arg("env"), py::arg("goal_pos"), py::arg("goal_ori"), py::arg("gripper_action"))
       .def(
           "set_predicates",
           [](ChunkRunner& r, py::object env_ids, py::list preds) {
             std::vector<Predicate> ps;
-            for (auto p : preds) ps.push_back(predicate_from_dict(p.cast<py::dict>()));
-            r.set_predicates(ids_from_py(env_ids), ps);
+            for (auto p : preds) {
+              if (!py::isinstance<py::dict>(p)) {
+                throw py::type_error("predicates: expected resolved predicate dicts, got " +
+                                     py::str(py::type::of(p).attr("__name__")).cast<std::string>());
+              }
+              ps.push_back(predicate_from_dict(p.cast<py::dict>()));
+            }
+            std::vector<int> ids = ids_from_py(env_ids);
+            without_gil([&] { r.set_predicates(ids, ps); });
           },
           py::arg("env_ids"), py::arg("predicates"))
-      .def("num_predicates", &ChunkRunner::num_predicates, py::arg("env"))
+      .def(
+          "num_predicates",
+          [](const ChunkRunner& r, int env) { return without_gil([&] { return r.num_predicates(env); }); },
+          py::arg("env"))
       .def(
           "run",
           [](ChunkRunner& r, F64 actions, py::object env_ids, py::array eef_pos,
@@ -247,10 +262,16 @@ void bind_control(py::module_& m) {
             out.success = checked<std::uint8_t>(success, "success", {N});
             out.steps = checked<std::int32_t>(steps, "steps", {N});
             FrameTarget target;
+            std::function<void()> check;
+            if (render_mode < 0 || render_mode > 2) {
+              throw py::value_error("render_mode must be 0, 1 or 2, got " +
+                                    std::to_string(render_mode));
+            }
             const auto mode = static_cast<RenderMode>(render_mode);
             if (mode != RenderMode::kNone) {
 #ifdef VLARL_HAVE_RENDERER
               auto* br = renderer.cast<BatchRenderer*>();
+              check = [br] { br->check_open("step_chunk"); };  // under the call lock
               target.frame_bytes = br->frame_bytes();
               target.end_frames = br->frames();
               target.render = [br](int env, int worker, std::uint8_t* dst) {
@@ -271,8 +292,8 @@ void bind_control(py::module_& m) {
               throw py::value_error("this build has no renderer: render must be 'none'");
 #endif
             }
-            py::gil_scoped_release nogil;
-            return r.run(actions.data(), K, ids, out, mode, &target);
+            const double* acts = actions.data();
+            return without_gil([&] { return r.run(acts, K, ids, out, mode, &target, check); });
           },
           py::arg("actions"), py::arg("env_ids"), py::arg("eef_pos"), py::arg("eef_quat"),
           py::arg("gripper_qpos"), py::arg("joint_pos"), py::arg("done"), py::arg("success"),

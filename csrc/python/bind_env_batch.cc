@@ -1,5 +1,6 @@
 // Python face of EnvBatch: numpy views of engine-owned memory (no copies), GIL released around
-// every call that steps, MuJoCo/C++ errors turned into Python exceptions.
+// every call that touches env state (they take the engine's call lock; see without_gil),
+// MuJoCo/C++ errors turned into Python exceptions, Python signals polled during long calls.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -63,11 +64,49 @@ py::array vector_view(const BatchPtr& batch, T* data, bool writeable) {
   return a;
 }
 
-void check_open(const EnvBatch& b, const char* what) {
-  if (b.closed()) throw std::runtime_error(std::string(what) + ": the engine is closed");
+// The thread Python runs signal handlers on, and the exception a handler raised during a call.
+unsigned long main_thread_ident = 0;
+
+struct KeptError {
+  PyObject* type = nullptr;
+  PyObject* value = nullptr;
+  PyObject* traceback = nullptr;
+};
+thread_local KeptError kept_error;
+
+bool interpreter_finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing();
+#else
+  return _Py_IsFinalizing();
+#endif
 }
 
 }  // namespace
+
+bool python_signals_pending() {
+  if (main_thread_ident == 0 || PyThread_get_thread_ident() != main_thread_ident) return false;
+  if (!Py_IsInitialized() || interpreter_finalizing()) return false;
+  py::gil_scoped_acquire gil;
+  if (PyErr_CheckSignals() == 0) return false;
+  KeptError& k = kept_error;
+  Py_XDECREF(k.type);
+  Py_XDECREF(k.value);
+  Py_XDECREF(k.traceback);
+  PyErr_Fetch(&k.type, &k.value, &k.traceback);
+  return true;
+}
+
+void raise_interrupted(const Interrupted& e) {
+  KeptError& k = kept_error;
+  if (k.type) {
+    PyErr_Restore(k.type, k.value, k.traceback);
+    k = KeptError{};
+  } else {
+    PyErr_SetString(PyExc_KeyboardInterrupt, e.what());
+  }
+  throw py::error_already_set();
+}
 
 std::vector<int> ids_from_py(const py::object& env_ids) {
   if (env_ids.is_none()) return {};
@@ -83,6 +122,9 @@ std::vector<int> ids_from_py(const py::object& env_ids) {
 
 void bind_env_batch(py::module_& m) {
   py::register_exception<MujocoError>(m, "MujocoError", PyExc_RuntimeError);
+  py::register_exception<EngineClosed>(m, "EngineClosedError", PyExc_RuntimeError);
+  main_thread_ident =
+      py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
 
   m.def(
       "time_raw_mj_step",
@@ -107,14 +149,17 @@ void bind_env_batch(py::module_& m) {
   py::class_<EnvBatch, BatchPtr>(m, "EnvBatch")
       .def(py::init([](std::uintptr_t model_address, int num_envs, int num_threads) {
              if (model_address == 0) throw py::value_error("model address is null");
-             return std::make_shared<EnvBatch>(reinterpret_cast<const mjModel*>(model_address),
-                                               num_envs, num_threads);
+             const auto* model = reinterpret_cast<const mjModel*>(model_address);
+             BatchPtr b = without_gil([&] {
+               return holder_releasing_gil(new EnvBatch(model, num_envs, num_threads));
+             });
+             b->set_interrupt_check(&python_signals_pending);
+             return b;
            }),
            py::arg("model_address"), py::arg("num_envs"), py::arg("num_threads"))
-      .def("close", [](EnvBatch& b) {
-             py::gil_scoped_release nogil;
-             b.close();
-           })
+      .def("close", [](EnvBatch& b) { without_gil([&] { b.close(); }); },
+           "Stops a running call at its next step boundary, waits for it, frees the GL "
+           "contexts and the workers. Views keep the memory alive.")
       .def_property_readonly("closed", &EnvBatch::closed)
       .def_property_readonly("num_envs", &EnvBatch::num_envs)
       .def_property_readonly("num_threads", &EnvBatch::num_threads)
@@ -135,7 +180,6 @@ void bind_env_batch(py::module_& m) {
       .def(
           "step",
           [](EnvBatch& b, py::object ctrl, int nstep, py::object env_ids) {
-            check_open(b, "step");
             std::vector<int> ids = ids_from_py(env_ids);
             const mjtNum* ctrl_ptr = nullptr;
             py::array_t<double, py::array::c_style> ctrl_arr;
@@ -143,8 +187,7 @@ void bind_env_batch(py::module_& m) {
               ctrl_arr = ctrl.cast<py::array_t<double, py::array::c_style>>();
               ctrl_ptr = ctrl_arr.data();
             }
-            py::gil_scoped_release nogil;
-            return b.step(ctrl_ptr, nstep, ids);
+            return without_gil([&] { return b.step(ctrl_ptr, nstep, ids); });
           },
           py::arg("ctrl"), py::arg("nstep"), py::arg("env_ids") = py::none(),
           "ctrl: [len(env_ids), nu] float64 C-contiguous (validated by the Python layer) or None."
@@ -152,22 +195,20 @@ void bind_env_batch(py::module_& m) {
       .def(
           "forward",
           [](EnvBatch& b, py::object env_ids) {
-            check_open(b, "forward");
             std::vector<int> ids = ids_from_py(env_ids);
-            py::gil_scoped_release nogil;
-            b.forward(ids);
+            without_gil([&] { b.forward(ids); });
           },
           py::arg("env_ids") = py::none())
       .def("state_size", &EnvBatch::state_size, py::arg("spec"))
       .def(
           "get_state",
           [](EnvBatch& b, unsigned int spec, py::object env_ids) {
-            check_open(b, "get_state");
             std::vector<int> ids = b.resolve_ids(ids_from_py(env_ids));
             const int size = b.state_size(spec);
             py::array_t<double> out({static_cast<py::ssize_t>(ids.size()),
                                      static_cast<py::ssize_t>(size)});
-            b.get_state(out.mutable_data(), spec, ids);
+            double* dst = out.mutable_data();
+            without_gil([&] { b.get_state(dst, spec, ids); });
             return out;
           },
           py::arg("spec"), py::arg("env_ids") = py::none())
@@ -175,7 +216,6 @@ void bind_env_batch(py::module_& m) {
           "set_state",
           [](EnvBatch& b, py::array_t<double, py::array::c_style> states, unsigned int spec,
              py::object env_ids) {
-            check_open(b, "set_state");
             std::vector<int> ids = b.resolve_ids(ids_from_py(env_ids));
             const py::ssize_t size = b.state_size(spec);
             const bool broadcast = states.ndim() == 1;
@@ -187,7 +227,8 @@ void bind_env_batch(py::module_& m) {
                                     std::to_string(ids.size()) + ", " + std::to_string(size) +
                                     "] for this spec");
             }
-            b.set_state(states.data(), broadcast, spec, ids);
+            const double* src = states.data();
+            without_gil([&] { b.set_state(src, broadcast, spec, ids); });
           },
           py::arg("states"), py::arg("spec"), py::arg("env_ids") = py::none())
       .def("field", [](const BatchPtr& b, const std::string& name) { return field_view(b, name); },
@@ -202,9 +243,9 @@ void bind_env_batch(py::module_& m) {
                              [](const BatchPtr& b) { return vector_view(b, b->status(), false); })
       .def_property_readonly("time",
                              [](const BatchPtr& b) { return vector_view(b, b->time(), false); })
-      .def("status_message", [](const EnvBatch& b, int env) {
+      .def("status_message", [](EnvBatch& b, int env) {
         b.resolve_ids({env});
-        return b.status_message(env);
+        return without_gil([&] { return b.status_message(env); });
       });
 }
 

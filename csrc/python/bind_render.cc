@@ -1,5 +1,6 @@
 // Python face of BatchRenderer: the frame buffer as a numpy view (no copies; the view keeps
-// the buffer alive, not the renderer and its GL contexts), GIL released while rendering.
+// the buffer alive, not the renderer and its GL contexts), GIL released around every call
+// (they take the engine's call lock).
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -58,8 +59,8 @@ void bind_render(py::module_& m) {
                }
                o.geom_groups[g] = 1;
              }
-             py::gil_scoped_release nogil;
-             return std::make_shared<BatchRenderer>(std::move(batch), o);
+             return without_gil(
+                 [&] { return holder_releasing_gil(new BatchRenderer(std::move(batch), o)); });
            }),
            py::arg("batch"), py::arg("cameras"), py::arg("height"), py::arg("width"),
            py::arg("convention") = 0, py::arg("fast") = false, py::arg("egl_device") = -1,
@@ -70,15 +71,10 @@ void bind_render(py::module_& m) {
           "render",
           [](BatchRenderer& r, py::object env_ids) {
             std::vector<int> ids = ids_from_py(env_ids);
-            py::gil_scoped_release nogil;
-            r.render(ids);
+            without_gil([&] { r.render(ids); });
           },
           py::arg("env_ids") = py::none(), "Renders the envs (all when None) into `frames`.")
-      .def("close",
-           [](BatchRenderer& r) {
-             py::gil_scoped_release nogil;
-             r.close();
-           })
+      .def("close", [](BatchRenderer& r) { without_gil([&] { r.close(); }); })
       .def_property_readonly("closed", &BatchRenderer::closed)
       .def_property_readonly("frames", &frames_view,
                              "[num_envs, num_cameras, H, W, 3] uint8 view of the frame buffer")
@@ -91,11 +87,12 @@ void bind_render(py::module_& m) {
       .def_property_readonly("camera_ids", &BatchRenderer::camera_ids)
       .def_property_readonly("egl_device", &BatchRenderer::egl_device)
       .def_property_readonly("gl_renderer", &BatchRenderer::gl_renderer)
+      .def_property_readonly("max_size", &BatchRenderer::max_size,
+                             "largest frame side the OpenGL implementation renders")
       .def(
           "time_raw_render",
           [](BatchRenderer& r, int env, int camera, int repeats) {
-            py::gil_scoped_release nogil;
-            return r.time_raw_render(env, camera, repeats);
+            return without_gil([&] { return r.time_raw_render(env, camera, repeats); });
           },
           py::arg("env"), py::arg("camera"), py::arg("repeats"),
           "Seconds of each mjr_render + mjr_readPixels on one worker (scene updated once).");

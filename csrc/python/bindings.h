@@ -1,9 +1,12 @@
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+
+#include "../core/env_batch.h"
 
 namespace vlarl {
 
@@ -16,5 +19,42 @@ void bind_kernels(pybind11::module_& m);
 
 // Env ids from an optional int array: None -> {} (all envs).
 std::vector<int> ids_from_py(const pybind11::object& env_ids);
+
+// The interrupt check every EnvBatch gets (EnvBatch::set_interrupt_check): on Python's main
+// thread only (the one that runs signal handlers), takes the GIL and runs PyErr_CheckSignals.
+// When a handler raised (KeyboardInterrupt for SIGINT), the exception is kept for this thread
+// and the check returns true, which stops the running call.
+bool python_signals_pending();
+
+// With the GIL held: raises the exception python_signals_pending kept on this thread
+// (KeyboardInterrupt if none was kept).
+[[noreturn]] void raise_interrupted(const Interrupted& e);
+
+// Runs fn() with the GIL released: every call that takes an engine's call lock goes through
+// here (a thread must never wait for the call lock while holding the GIL: the lock holder may
+// need the GIL for its interrupt check). Interrupted becomes the Python exception of the signal.
+template <typename Fn>
+auto without_gil(Fn&& fn) -> decltype(fn()) {
+  try {
+    pybind11::gil_scoped_release nogil;
+    return fn();
+  } catch (const Interrupted& e) {
+    raise_interrupted(e);
+  }
+}
+
+// A shared_ptr whose deleter releases the GIL around `delete` (destructors of engine objects
+// take the call lock; see without_gil).
+template <typename T>
+std::shared_ptr<T> holder_releasing_gil(T* p) {
+  return std::shared_ptr<T>(p, [](T* q) {
+    if (Py_IsInitialized() && PyGILState_Check()) {
+      pybind11::gil_scoped_release nogil;
+      delete q;
+    } else {
+      delete q;
+    }
+  });
+}
 
 }  // namespace vlarl

@@ -1,13 +1,18 @@
-// Tests of the C++ core without Python, meant to run under AddressSanitizer + UBSan
-// (tests/engine/test_sanitizers.py builds them with VLARL_SANITIZE=address;undefined).
+// Tests of the C++ core without Python, meant to run under AddressSanitizer + UBSan and under
+// ThreadSanitizer (tests/engine/test_sanitizers.py builds them with VLARL_SANITIZE). The
+// concurrency cases (close during a call, calls from several threads, interrupts) are the
+// ones TSan checks.
 //
 // usage: engine_core_test <scene.xml> <scene_with_tiny_arena.xml>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <mujoco/mujoco.h>
@@ -179,6 +184,159 @@ void test_thread_pool() {
   CHECK(hits[0] == 2);
 }
 
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+void test_pool_poll_stops_handing_out_tasks() {
+  vlarl::ThreadPool pool(2);
+  std::atomic<int> ran{0};
+  int polls = 0;
+  pool.parallel_for(
+      400,
+      [&](int, int) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        ran.fetch_add(1);
+      },
+      [&] { return ++polls >= 2; }, std::chrono::milliseconds(5));
+  CHECK(polls == 2);
+  CHECK(ran.load() > 0 && ran.load() < 400);
+  // a poll that throws: the workers finish first, then the exception comes out
+  CHECK(throws<std::runtime_error>([&] {
+    pool.parallel_for(
+        400, [&](int, int) { std::this_thread::sleep_for(std::chrono::milliseconds(1)); },
+        [] () -> bool { throw std::runtime_error("poll"); }, std::chrono::milliseconds(2));
+  }));
+  std::vector<int> hits(8, 0);
+  pool.parallel_for(8, [&](int t, int) { hits[t] = 1; });  // usable afterwards
+  CHECK(hits == std::vector<int>(8, 1));
+}
+
+// close() from another thread while a long step runs: the step stops at an mj_step boundary
+// and throws EngineClosed; nothing afterwards crashes or races (TSan).
+void test_close_during_step(const mjModel* m) {
+  for (int round = 0; round < 12; ++round) {
+    vlarl::EnvBatch batch(m, 4, 2);
+    std::atomic<int> outcome{0};  // 1 finished, 2 EngineClosed, 3 other
+    std::thread caller([&] {
+      try {
+        for (;;) batch.step(nullptr, round % 2 ? 1000000 : 3, {});
+      } catch (const vlarl::EngineClosed&) {
+        outcome = 2;
+      } catch (...) {
+        outcome = 3;
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::microseconds(300 * round));
+    const auto t0 = Clock::now();
+    batch.close();
+    const double waited = seconds_since(t0);
+    caller.join();
+    CHECK(outcome.load() == 2);
+    CHECK(batch.closed());
+    CHECK(waited < 2.0);  // one mj_step per worker, not the million asked for
+    CHECK(throws<vlarl::EngineClosed>([&] { batch.step(nullptr, 1, {}); }));
+    std::vector<mjtNum> state(batch.state_size(mjSTATE_INTEGRATION) * 4);
+    CHECK(throws<vlarl::EngineClosed>(
+        [&] { batch.get_state(state.data(), mjSTATE_INTEGRATION, {}); }));
+    CHECK(throws<vlarl::EngineClosed>(
+        [&] { batch.set_state(state.data(), true, mjSTATE_INTEGRATION, {}); }));
+    batch.close();  // idempotent
+    for (int e = 0; e < 4; ++e) CHECK(std::isfinite(batch.data(e)->qpos[0]));  // memory lives
+  }
+}
+
+// Calls from several threads run one at a time: with every env starting from the same state
+// and stepped alike, a get_state between calls always sees identical rows (a read in the
+// middle of a step would see some envs a step ahead).
+void test_calls_from_several_threads_are_atomic(const mjModel* m) {
+  const int n = 4;
+  vlarl::EnvBatch batch(m, n, 2);
+  const unsigned spec = mjSTATE_INTEGRATION;
+  const int size = batch.state_size(spec);
+  std::vector<mjtNum> start(size);
+  batch.get_state(start.data(), spec, {0});
+  std::atomic<bool> stop{false};
+  std::atomic<int> torn{0}, reads{0};
+  std::thread stepper([&] {
+    while (!stop.load()) batch.step(nullptr, 7, {});
+  });
+  std::thread resetter([&] {
+    for (int i = 0; i < 40 && !stop.load(); ++i) {
+      batch.set_state(start.data(), true, spec, {});
+      batch.forward({});
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+  });
+  std::vector<mjtNum> states(static_cast<std::size_t>(n) * size);
+  const auto t0 = Clock::now();
+  while (seconds_since(t0) < 0.5) {
+    batch.get_state(states.data(), spec, {});
+    reads.fetch_add(1);
+    for (int e = 1; e < n; ++e) {
+      if (!std::equal(states.begin(), states.begin() + size, states.begin() + e * size)) {
+        torn.fetch_add(1);
+      }
+    }
+    (void)batch.status_message(0);
+  }
+  stop = true;
+  resetter.join();
+  stepper.join();
+  CHECK(reads.load() > 0);
+  CHECK(torn.load() == 0);
+  batch.close();
+}
+
+// The interrupt check stops a long call within about one mj_step per worker; the batch then
+// keeps working and the envs keep the steps they ran.
+void test_interrupt(const mjModel* m) {
+  vlarl::EnvBatch batch(m, 3, 2);
+  std::atomic<bool> fire{false};
+  batch.set_interrupt_check([&] { return fire.load(); }, 2);
+  std::thread timer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    fire = true;
+  });
+  const auto t0 = Clock::now();
+  CHECK(throws<vlarl::Interrupted>([&] { batch.step(nullptr, 100000000, {}); }));
+  const double took = seconds_since(t0);
+  timer.join();
+  CHECK(took < 3.0);
+  fire = false;
+  const double before = batch.time()[0];
+  CHECK(before > 0.0);
+  CHECK(batch.step(nullptr, 2, {}).empty());
+  CHECK(batch.time()[0] > before);
+  CHECK(batch.status()[0] == vlarl::kEnvOk);
+
+  // close() from inside the check (a signal handler on the calling thread): the running call
+  // stops with EngineClosed and the close completes when the call lets its lock go.
+  batch.set_interrupt_check([&] {
+    batch.close();
+    return false;
+  }, 1);
+  CHECK(throws<vlarl::EngineClosed>([&] { batch.step(nullptr, 100000000, {}); }));
+  CHECK(batch.closed());
+  CHECK(batch.num_threads() == 0);
+  CHECK(throws<vlarl::EngineClosed>([&] { batch.forward({}); }));
+}
+
+// Another call from inside the check (same thread) is refused, never a self-deadlock.
+void test_reentrant_call_is_refused(const mjModel* m) {
+  vlarl::EnvBatch batch(m, 2, 1);
+  std::vector<mjtNum> state(static_cast<std::size_t>(batch.state_size(mjSTATE_INTEGRATION)) * 2);
+  batch.set_interrupt_check([&] {
+    batch.get_state(state.data(), mjSTATE_INTEGRATION, {});
+    return false;
+  }, 1);
+  CHECK(throws<std::logic_error>([&] { batch.step(nullptr, 100000000, {}); }));
+  batch.set_interrupt_check({}, 10);
+  CHECK(batch.step(nullptr, 1, {}).empty());
+}
+
 void test_create_destroy_cycles(const mjModel* m) {
   for (int i = 0; i < 20; ++i) {
     vlarl::EnvBatch batch(m, 4, 2);
@@ -203,6 +361,11 @@ int main(int argc, char** argv) {
   test_unstable_env(m);
   test_mujoco_error(m, tiny);
   test_create_destroy_cycles(m);
+  test_pool_poll_stops_handing_out_tasks();
+  test_close_during_step(m);
+  test_calls_from_several_threads_are_atomic(m);
+  test_interrupt(m);
+  test_reentrant_call_is_refused(m);
   mj_deleteModel(tiny);
   mj_deleteModel(m);
   if (failures) {
