@@ -36,3 +36,4 @@ if _C.MUJOCO_VERSION_BUILT != _installed or _C.mujoco_version_linked() != _insta
 
 C = _C
 MujocoError = _C.MujocoError
+EngineClosedError = _C.EngineClosedError

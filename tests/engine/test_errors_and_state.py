@@ -61,16 +61,16 @@ def test_env_ids_must_be_unique_ints(engine):
 
 def test_bad_nstep_and_constructor_arguments():
     model = SCENES["contact_pile"]()
-    with pytest.raises(ValueError, match="num_envs must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=r"num_envs must be an int in \[1, 2147483647\], got 0"):
         Engine(model, 0)
-    with pytest.raises(ValueError, match="num_threads must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=r"num_threads must be an int in \[1, 1024\], got 0"):
         Engine(model, 2, 0)
     with pytest.raises(TypeError, match="model must be a mujoco.MjModel or an XML path"):
         Engine(42, 2)
     with pytest.raises(FileNotFoundError, match="model XML not found"):
         Engine("/nonexistent/scene.xml", 2)
     with Engine(model, 1, 1) as eng:
-        with pytest.raises(ValueError, match="nstep must be a non-negative int, got -1"):
+        with pytest.raises(ValueError, match=r"nstep must be an int in \[0, 2147483647\], got -1"):
             eng.step(nstep=-1)
 
 
@@ -80,7 +80,7 @@ def test_bad_state_shape_and_values(engine):
         engine.set_state(np.zeros(size + 1))
     with pytest.raises(ValueError, match="NaN or inf"):
         engine.set_state(np.full(size, np.nan))
-    with pytest.raises(ValueError, match="has bits outside mjtState"):
+    with pytest.raises(ValueError, match=r"spec must be an int in \[0, 8191\], got 1048576"):
         engine.get_state(spec=1 << 20)
 
 

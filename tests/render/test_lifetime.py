@@ -136,7 +136,7 @@ def test_geom_groups_option(tiny):
 def test_bad_arguments_are_named(tiny):
     with pytest.raises(ValueError, match="camera 'nope' is not in the model.*front, top"):
         Engine(tiny, 1, 1, cameras=["nope"], height=8, width=8)
-    with pytest.raises(ValueError, match="height must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=r"height must be an int in \[1, 2147483647\], got 0"):
         Engine(tiny, 1, 1, cameras=["front"], height=0, width=8)
     with pytest.raises(ValueError, match="image_convention must be one of"):
         Engine(tiny, 1, 1, cameras=["front"], height=8, width=8, image_convention="upside")

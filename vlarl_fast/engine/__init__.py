@@ -1,5 +1,5 @@
 """The Python face of the native rollout core."""
 
-from vlarl_fast.engine.engine import Engine, EnvStatus, MujocoError
+from vlarl_fast.engine.engine import Engine, EngineClosedError, EnvStatus, MujocoError
 
-__all__ = ["Engine", "EnvStatus", "MujocoError"]
+__all__ = ["Engine", "EngineClosedError", "EnvStatus", "MujocoError"]

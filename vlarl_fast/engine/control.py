@@ -64,6 +64,18 @@ class _Buffers:
             frames_every=None if self.frames_every is None else pick(self.frames_every))
 
 
+def _float_array(name: str, value, shape: str) -> np.ndarray:
+    """value as a float64 array; TypeError naming `name` when it is not numeric."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{name} must be a float array of shape {shape}: {exc}") from exc
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) \
+            or arr.dtype == np.bool_:
+        raise TypeError(f"{name} must be a float array of shape {shape}, got dtype {arr.dtype}")
+    return arr.astype(np.float64, copy=False)
+
+
 class ControlMixin:
     """Methods of `Engine` that execute action chunks through the native controller."""
 
@@ -129,8 +141,8 @@ class ControlMixin:
         self._require_control("set_initial_joint")
         ids = self._env_ids(env_ids)
         rows = self.num_envs if ids is None else ids.size
-        arr = np.asarray(q, dtype=np.float64)
         nj = self.spec.num_joints
+        arr = _float_array("q", q, f"({nj},) or ({rows}, {nj})")
         if arr.shape not in ((nj,), (rows, nj)):
             raise ValueError(f"q must have shape ({nj},) or ({rows}, {nj}), got {arr.shape}")
         if not np.isfinite(arr).all():
@@ -139,12 +151,12 @@ class ControlMixin:
 
     def initial_joint(self, env_id: int) -> np.ndarray:
         self._require_control("initial_joint")
-        return np.array(self._runner.initial_joint(int(self._env_ids([env_id])[0])))
+        return np.array(self._runner.initial_joint(self._env_id("env_id", env_id)))
 
     def controller_goal(self, env_id: int):
         """(goal_pos [3], goal_ori [3, 3], gripper current_action) of one env."""
         self._require_control("controller_goal")
-        pos, ori, grip = self._runner.goal(int(self._env_ids([env_id])[0]))
+        pos, ori, grip = self._runner.goal(self._env_id("env_id", env_id))
         return pos, ori, np.array(grip)
 
     def set_controller_goal(self, goal_pos, goal_ori, gripper_action,
@@ -160,7 +172,7 @@ class ControlMixin:
         parts = []
         for name, value, shape in (("goal_pos", goal_pos, (3,)), ("goal_ori", goal_ori, (3, 3)),
                                    ("gripper_action", gripper_action, (ng,))):
-            arr = np.asarray(value, dtype=np.float64)
+            arr = _float_array(name, value, f"{shape} or {(rows.size, *shape)}")
             if arr.shape == shape:
                 arr = np.broadcast_to(arr, (rows.size, *shape))
             if arr.shape != (rows.size, *shape) or not np.isfinite(arr).all():
@@ -172,19 +184,39 @@ class ControlMixin:
 
     def set_success(self, predicates, env_ids: Sequence[int] | None = None) -> None:
         """Success predicates (vlarl_fast.engine.predicates; all must hold) for the given envs.
-        An empty list disables success and early stopping. Takes effect from the next step."""
+        `predicates`: one predicate or a sequence of them. An empty sequence disables success
+        and early stopping. Takes effect from the next step."""
         self._require_control("set_success")
-        preds = [predicates] if hasattr(predicates, "resolve") else list(predicates)
+        accepted = ("a predicate (InRegion, InContact, JointAbove, JointBelow from "
+                    "vlarl_fast.engine.predicates) or a list of them")
+        if callable(getattr(predicates, "resolve", None)):
+            preds = [predicates]
+        elif isinstance(predicates, (str, bytes, dict)) or not hasattr(predicates, "__iter__"):
+            raise TypeError(f"set_success accepts {accepted}, got "
+                            f"{type(predicates).__name__} {predicates!r}")
+        else:
+            preds = list(predicates)
+        for p in preds:
+            if not callable(getattr(p, "resolve", None)):
+                raise TypeError(f"set_success accepts {accepted}; got an element of type "
+                                f"{type(p).__name__}: {p!r}")
         resolved = [p.resolve(self.spec.model) for p in preds]
+        for p, r in zip(preds, resolved):
+            if not isinstance(r, dict):
+                raise TypeError(f"set_success: {type(p).__name__}.resolve(model) must return a "
+                                f"dict, got {type(r).__name__}")
         self._runner.set_predicates(self._env_ids(env_ids), resolved)
 
     def num_success_predicates(self, env_id: int) -> int:
         self._require_control("num_success_predicates")
-        return self._runner.num_predicates(int(self._env_ids([env_id])[0]))
+        return self._runner.num_predicates(self._env_id("env_id", env_id))
 
     # ------------------------------------------------------------------ execution
     def _chunk_actions(self, actions, rows: int) -> np.ndarray:
-        arr = np.asarray(actions)
+        try:
+            arr = np.asarray(actions)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"actions must be a float array [n, K, action_dim]: {exc}") from exc
         if not np.issubdtype(arr.dtype, np.floating):
             raise TypeError(f"actions must be a floating-point array, got dtype {arr.dtype}")
         dim = self._runner.action_dim
@@ -227,13 +259,16 @@ class ControlMixin:
         """
         self._check_open("step_chunk")
         self._require_control("step_chunk")
+        # KeyboardInterrupt (main thread) or close() from another thread stop every env at its
+        # next control-step boundary and raise; envs keep the control steps they ran, the
+        # call's records are not returned (last_chunk keeps the previous call's).
         ids = self._env_ids(env_ids)
         rows = self.num_envs if ids is None else ids.size
         acts = self._chunk_actions(actions, rows)
         renderer = getattr(self, "_renderer", None)
         if render is None:
             render = "end" if renderer is not None else "none"
-        if render not in _RENDER_MODES:
+        if not isinstance(render, str) or render not in _RENDER_MODES:
             raise ValueError(f"render must be one of {sorted(_RENDER_MODES)}, got {render!r}")
         if render != "none" and renderer is None:
             raise ValueError(f"render={render!r} needs an engine built with cameras")

@@ -3,6 +3,13 @@
 Arrays are described as `name: [shape] dtype`. State arrays returned by the engine are numpy
 views of engine-owned memory (no copies): `qpos: [num_envs, nq] float64` is env i's qpos at row i,
 live. They stay valid as long as any view or the engine exists, even after `close()`.
+
+Threads (docs/engine.md, "Lifetime, threads and interrupts"): every method may be called from
+any thread; calls that touch env state run one at a time under the engine's call lock.
+`close()` stops a running call at its next step boundary (that call raises
+`EngineClosedError`), waits for it, then frees the workers; later calls raise
+`EngineClosedError`. Ctrl-C (SIGINT) stops a long `step`/`step_chunk`/`render` on the main
+thread within about a step and raises KeyboardInterrupt; envs keep the steps they ran.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import mujoco
 import numpy as np
 
 from vlarl_fast._native import C, MujocoError
+from vlarl_fast.engine._args import INT32_MAX, check_fits_in_memory, int_arg
 from vlarl_fast.engine.control import ControlMixin
 from vlarl_fast.engine.rendering import RenderMixin
 
@@ -32,6 +40,10 @@ class EnvStatus(enum.IntEnum):
 # plugin state) plus the warm-start acceleration and user inputs, so that a restored env steps
 # bit-identically to the one it was saved from.
 FULL_STATE_SPEC = int(mujoco.mjtState.mjSTATE_INTEGRATION)
+MAX_STATE_SPEC = (1 << int(mujoco.mjtState.mjNSTATE)) - 1  # every mjtState bit
+MAX_THREADS = 1024
+
+EngineClosedError = C.EngineClosedError  # RuntimeError subclass: a call on a closed engine
 
 
 def _load_model(model) -> mujoco.MjModel:
@@ -50,8 +62,9 @@ class Engine(ControlMixin, RenderMixin):
 
     Args:
         model: a `mujoco.MjModel` (copied; the engine owns its copy) or a path to an MJCF file.
-        num_envs: number of environments N.
-        num_threads: worker threads (default: min(N, os.cpu_count())).
+        num_envs: number of environments N, an int in [1, 2**31 - 1] (and the envs' memory must
+            fit in RAM).
+        num_threads: worker threads, an int in [1, 1024] (default: min(N, os.cpu_count())).
 
     The engine steps synchronously (`step`); every env ends the call in the state its own
     controls lead to, independent of the thread count.
@@ -60,13 +73,14 @@ class Engine(ControlMixin, RenderMixin):
     def __init__(self, model, num_envs: int, num_threads: int | None = None, *,
                  cameras=None, height: int = 256, width: int = 256, **render_options):
         mj_model = _load_model(model)
-        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        num_envs = int_arg("num_envs", num_envs, 1)
         if num_threads is None:
-            num_threads = min(int(num_envs), os.cpu_count() or 1)
-        if not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
-            raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
-        self._batch = C.EnvBatch(mj_model._address, int(num_envs), int(num_threads))
+            num_threads = min(num_envs, os.cpu_count() or 1, MAX_THREADS)
+        num_threads = int_arg("num_threads", num_threads, 1, MAX_THREADS)
+        if num_envs > 64:  # each env's mjData buffer is written twice while the block is built
+            check_fits_in_memory(f"num_envs={num_envs}",
+                                 2 * num_envs * mujoco.MjData(mj_model).nbuffer)
+        self._batch = C.EnvBatch(mj_model._address, num_envs, num_threads)
         self.num_envs = int(num_envs)
         self.num_threads = int(num_threads)
         self.nq, self.nv, self.nu, self.na = (self._batch.nq, self._batch.nv, self._batch.nu,
@@ -77,10 +91,12 @@ class Engine(ControlMixin, RenderMixin):
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
-        """Frees the GL contexts and stops the worker threads (idempotent). Views keep their
-        memory; other calls raise afterwards."""
-        self._close_rendering()  # contexts are freed on the worker threads, before they stop
-        self._batch.close()
+        """Stops a call running in another thread at its next step boundary (it raises
+        EngineClosedError), waits for it, frees the GL contexts and stops the worker threads.
+        Idempotent, callable from any thread. Views keep their memory; other calls raise
+        EngineClosedError afterwards."""
+        self._batch.close()  # the renderer's contexts go with it (a native close hook)
+        self._close_rendering()
 
     @property
     def closed(self) -> bool:
@@ -94,11 +110,29 @@ class Engine(ControlMixin, RenderMixin):
 
     def _check_open(self, what: str) -> None:
         if self._batch.closed:
-            raise RuntimeError(f"{what}: the engine is closed")
+            raise EngineClosedError(f"{what}: the engine is closed")
+
+    def _env_id(self, name: str, value) -> int:
+        """One env id: TypeError for a non-int, IndexError outside [0, num_envs)."""
+        try:
+            index = int_arg(name, value, 0, self.num_envs - 1)
+        except ValueError:
+            raise IndexError(f"{name} {value} is out of range [0, {self.num_envs})") from None
+        return index
+
+    def _spec(self, spec) -> int:
+        if spec is None:
+            return self.state_spec
+        return int_arg("spec", spec, 0, MAX_STATE_SPEC)
 
     # ------------------------------------------------------------------ views
     def field(self, name: str) -> np.ndarray:
-        """A named mjData array field of all envs: `[num_envs, rows(, cols)]` view, writable."""
+        """A named mjData array field of all envs: `[num_envs, rows(, cols)]` view, writable.
+
+        Views are not locked: writing them while a call runs in another thread races with it
+        (values undefined, never a crash: the memory lives as long as the view)."""
+        if not isinstance(name, str):
+            raise TypeError(f"field name must be a str, got {type(name).__name__} {name!r}")
         self._check_open("field")
         view = self._views.get(name)
         if view is None:
@@ -134,7 +168,7 @@ class Engine(ControlMixin, RenderMixin):
         return self._batch.status
 
     def status_message(self, env_id: int) -> str:
-        return self._batch.status_message(int(env_id))
+        return self._batch.status_message(self._env_id("env_id", env_id))
 
     @property
     def timestep(self) -> float:
@@ -144,7 +178,10 @@ class Engine(ControlMixin, RenderMixin):
     def _env_ids(self, env_ids) -> np.ndarray | None:
         if env_ids is None:
             return None
-        ids = np.asarray(env_ids)
+        try:
+            ids = np.asarray(env_ids)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"env_ids must be a 1-D sequence of ints, got {env_ids!r}") from exc
         if ids.ndim == 0:
             ids = ids.reshape(1)
         if ids.ndim != 1 or ids.size == 0:
@@ -161,7 +198,10 @@ class Engine(ControlMixin, RenderMixin):
     def _controls(self, ctrl, rows: int) -> np.ndarray | None:
         if ctrl is None:
             return None
-        arr = np.asarray(ctrl)
+        try:
+            arr = np.asarray(ctrl)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"ctrl must be a [{rows}, {self.nu}] float array: {exc}") from exc
         if not np.issubdtype(arr.dtype, np.floating):
             raise TypeError(f"ctrl must be a floating-point array, got dtype {arr.dtype}")
         if arr.shape != (rows, self.nu):
@@ -177,18 +217,19 @@ class Engine(ControlMixin, RenderMixin):
 
         Args:
             ctrl: [len(env_ids) or num_envs, nu] float, or None to keep the current `ctrl`.
-            nstep: physics steps per env.
+            nstep: physics steps per env, an int in [0, 2**31 - 1].
             env_ids: envs to step (default all).
 
         Envs with a non-OK status are skipped. A MuJoCo error in one env marks it ERROR and is
-        raised as `MujocoError` after every other env has finished its steps.
+        raised as `MujocoError` after every other env has finished its steps. KeyboardInterrupt
+        (main thread) or close() from another thread (EngineClosedError) stop every env after
+        its current mj_step; the envs keep the steps they ran (`time` says how far).
         """
         self._check_open("step")
-        if not isinstance(nstep, (int, np.integer)) or nstep < 0:
-            raise ValueError(f"nstep must be a non-negative int, got {nstep!r}")
+        nstep = int_arg("nstep", nstep, 0, INT32_MAX)
         ids = self._env_ids(env_ids)
         rows = self.num_envs if ids is None else ids.size
-        failed = self._batch.step(self._controls(ctrl, rows), int(nstep), ids)
+        failed = self._batch.step(self._controls(ctrl, rows), nstep, ids)
         if failed:
             details = "; ".join(f"env {i}: {self.status_message(i)}" for i in failed)
             raise MujocoError(f"MuJoCo error in {len(failed)} env(s) (others stepped): {details}")
@@ -200,13 +241,12 @@ class Engine(ControlMixin, RenderMixin):
 
     # ------------------------------------------------------------------ state
     def state_size(self, spec: int | None = None) -> int:
-        return self._batch.state_size(self.state_spec if spec is None else int(spec))
+        return self._batch.state_size(self._spec(spec))
 
     def get_state(self, env_ids: Sequence[int] | None = None, spec: int | None = None) -> np.ndarray:
         """states: [len(env_ids), state_size] float64, MuJoCo's mj_getState layout for `spec`."""
         self._check_open("get_state")
-        return self._batch.get_state(self.state_spec if spec is None else int(spec),
-                                     self._env_ids(env_ids))
+        return self._batch.get_state(self._spec(spec), self._env_ids(env_ids))
 
     def set_state(self, states, env_ids: Sequence[int] | None = None,
                   spec: int | None = None) -> None:
@@ -218,15 +258,22 @@ class Engine(ControlMixin, RenderMixin):
         (forward, controller goal at the current pose, gripper command at rest).
         """
         self._check_open("set_state")
-        arr = np.asarray(states)
+        spec_code = self._spec(spec)
+        try:
+            arr = np.asarray(states)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"states must be a float array [state_size] or [n, state_size]: "
+                            f"{exc}") from exc
         if not np.issubdtype(arr.dtype, np.floating):
             raise TypeError(f"states must be a floating-point array, got dtype {arr.dtype}")
+        if arr.ndim not in (1, 2):
+            raise ValueError(f"states must have shape [{self.state_size(spec_code)}] or "
+                             f"[n, {self.state_size(spec_code)}], got shape {arr.shape}")
         if not np.isfinite(arr).all():
             raise ValueError("states contain NaN or inf values")
         arr = self._convert_states(arr, spec)  # ControlMixin: robosuite's [time, qpos, qvel]
         ids = self._env_ids(env_ids)
-        self._batch.set_state(np.ascontiguousarray(arr, dtype=np.float64),
-                              self.state_spec if spec is None else int(spec), ids)
+        self._batch.set_state(np.ascontiguousarray(arr, dtype=np.float64), spec_code, ids)
         self._after_set_state(ids)  # ControlMixin: controller state at rest
 
     def __repr__(self) -> str:

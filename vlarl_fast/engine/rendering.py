@@ -31,6 +31,7 @@ import os
 import numpy as np
 
 from vlarl_fast._native import C
+from vlarl_fast.engine._args import check_fits_in_memory, int_arg
 
 IMAGE_CONVENTIONS = {"mujoco": 0, "opengl": 1, "openvla": 2}
 _ALIASES = {"robosuite": "opengl"}
@@ -39,6 +40,9 @@ ROBOSUITE_GEOM_GROUPS = (1, 2)  # robosuite hides group 0 (collision geoms), sho
 
 
 def _convention_code(name) -> int:
+    if not isinstance(name, str):
+        raise TypeError(f"image_convention must be one of {sorted(IMAGE_CONVENTIONS)} (a str), "
+                        f"got {type(name).__name__} {name!r}")
     key = _ALIASES.get(name, name)
     if key not in IMAGE_CONVENTIONS:
         known = sorted(IMAGE_CONVENTIONS) + sorted(_ALIASES)
@@ -46,10 +50,23 @@ def _convention_code(name) -> int:
     return IMAGE_CONVENTIONS[key]
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
+MAX_GEOM_LIMIT = 1 << 20
+
+
+def _geom_groups(value) -> list[int]:
+    try:
+        groups = list(value)
+    except TypeError:
+        raise TypeError(f"geom_groups must be a sequence of geom group indices in [0, 6), got "
+                        f"{type(value).__name__} {value!r}") from None
+    if any(isinstance(g, (bool, np.bool_)) or not isinstance(g, (int, np.integer))
+           for g in groups):
+        raise TypeError(f"geom_groups must be a sequence of geom group indices in [0, 6), got "
+                        f"{groups!r}")
+    groups = [int(g) for g in groups]
+    if any(not 0 <= g < 6 for g in groups):
+        raise ValueError(f"geom_groups must be geom group indices in [0, 6), got {groups}")
+    return groups
 
 
 def _default_egl_device() -> int:
@@ -91,13 +108,20 @@ class RenderMixin:
                             f"{list(_OPTIONS)}")
         if isinstance(cameras, str):
             cameras = [cameras]
-        self.cameras = [] if cameras is None else list(cameras)
+        try:
+            self.cameras = [] if cameras is None else list(cameras)
+        except TypeError:
+            raise TypeError(f"cameras must be a camera name or a list of names, got "
+                            f"{type(cameras).__name__} {cameras!r}") from None
         name = options.get("image_convention", "mujoco")
         convention = _convention_code(name)
         self.image_convention = _ALIASES.get(name, name)
-        self.render_height = _positive_int("height", height)
-        self.render_width = _positive_int("width", width)
-        self.render_fast = bool(options.get("fast", False))
+        self.render_height = int_arg("height", height, 1)
+        self.render_width = int_arg("width", width, 1)
+        fast = options.get("fast", False)
+        if not isinstance(fast, (bool, np.bool_)) and fast not in (0, 1):
+            raise TypeError(f"fast must be a bool, got {type(fast).__name__} {fast!r}")
+        self.render_fast = bool(fast)
         if not self.cameras:
             return  # engines without cameras never touch EGL
         for cam in self.cameras:
@@ -106,11 +130,14 @@ class RenderMixin:
         if len(set(self.cameras)) != len(self.cameras):
             raise ValueError(f"cameras contains duplicates: {self.cameras}")
         egl_device = options.get("egl_device")
-        egl_device = _default_egl_device() if egl_device is None else int(egl_device)
-        max_geom = _positive_int("max_geom", options.get("max_geom", 1000))
-        groups = [int(g) for g in options.get("geom_groups", ROBOSUITE_GEOM_GROUPS)]
-        if any(not 0 <= g < 6 for g in groups):
-            raise ValueError(f"geom_groups must be geom group indices in [0, 6), got {groups}")
+        egl_device = (_default_egl_device() if egl_device is None
+                      else int_arg("egl_device", egl_device, -1))
+        max_geom = int_arg("max_geom", options.get("max_geom", 1000), 1, MAX_GEOM_LIMIT)
+        groups = _geom_groups(options.get("geom_groups", ROBOSUITE_GEOM_GROUPS))
+        check_fits_in_memory(
+            f"the frame buffer (num_envs={self.num_envs} x {len(self.cameras)} camera(s) x "
+            f"height={self.render_height} x width={self.render_width} x 3)",
+            self.num_envs * len(self.cameras) * self.render_height * self.render_width * 3)
         reason = rendering_unavailable_reason(egl_device)
         if not reason:
             try:
@@ -118,6 +145,8 @@ class RenderMixin:
                                                  self.render_width, convention,
                                                  self.render_fast, egl_device, max_geom,
                                                  groups)
+            except ValueError:  # e.g. a frame larger than the OpenGL implementation renders
+                raise
             except RuntimeError as exc:  # EGL or OpenGL setup failed
                 reason = str(exc)
         if reason:
@@ -143,7 +172,8 @@ class RenderMixin:
         Returns `frames`: [num_envs, num_cameras, H, W, 3] uint8, a view of the engine's buffer
         in which the rows of the rendered envs were just overwritten (other rows keep their
         last frames). Render state comes from each env's current mjData (call `forward` after
-        `set_state`).
+        `set_state`). KeyboardInterrupt or close() stop it between envs (frames of envs not
+        reached keep their last contents).
         """
         self._check_open("render")
         if self._renderer is None:
