@@ -32,6 +32,8 @@ outside the bins).
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from . import _checks
@@ -231,7 +233,7 @@ if HAS_TRITON:
 # fp32 tl.dot precision on the GPU: three TF32 passes (hi*hi + hi*lo + lo*hi), about fp32
 # accuracy on tensor cores; plain "ieee" fp32 FMA spills registers at these tiles on sm_90.
 # The interpreter computes these dots in fp32.
-FP32_DOT = "tf32x3"
+FP32_DOT = os.environ.get("VLARL_TRITON_FP32_DOT", "tf32x3")  # tf32x3 | ieee | tf32 (diagnostics)
 
 
 def _tiles(n_tokens: int, n_bins: int, hidden_size: int) -> dict:

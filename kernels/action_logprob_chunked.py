@@ -51,10 +51,10 @@ class _BinLogits:
         self.hidden, self.w = hidden, w_bins
         rows, cols = min(TOKEN_CHUNK, hidden.shape[0]), min(HIDDEN_SLICE, hidden.shape[1])
         self.h_buf = (None if hidden.dtype == dtype
-                      else torch.empty(rows, cols, dtype=dtype))
+                      else torch.empty(rows, cols, dtype=dtype, device=hidden.device))
         self.w_buf = (None if w_bins.dtype == dtype
-                      else torch.empty(w_bins.shape[0], cols, dtype=dtype))
-        self.z = torch.empty(rows, w_bins.shape[0], dtype=dtype)
+                      else torch.empty(w_bins.shape[0], cols, dtype=dtype, device=hidden.device))
+        self.z = torch.empty(rows, w_bins.shape[0], dtype=dtype, device=hidden.device)
 
     def __call__(self, t0: int, t1: int) -> torch.Tensor:
         z = self.z[: t1 - t0]
@@ -100,7 +100,7 @@ class ChunkedActionLogprobFunction(torch.autograd.Function):
             return logp, entropy
         logits = _BinLogits(hidden, w_bins, inv_t, dtype)
         exp_buf = torch.empty_like(logits.z)
-        logp = torch.empty(n_tokens, dtype=dtype)
+        logp = torch.empty(n_tokens, dtype=dtype, device=hidden.device)
         entropy = torch.empty_like(logp)
         m_all = torch.empty_like(logp)
         log_s_all = torch.empty_like(logp)
@@ -133,7 +133,7 @@ class ChunkedActionLogprobFunction(torch.autograd.Function):
             return _native_bf16_backward(hidden, weight, labels, m_all, log_s_all, g_logp, g_ent,
                                          inv_t, bin_start, bin_end, need_h, need_w, z)
         logits = _BinLogits(hidden, w_bins, inv_t, dtype)
-        grad_z = torch.empty(n_tokens, n_bins, dtype=dtype)  # G, all tokens
+        grad_z = torch.empty(n_tokens, n_bins, dtype=dtype, device=hidden.device)  # G, all tokens
         for t0 in range(0, n_tokens, TOKEN_CHUNK):
             t1 = min(n_tokens, t0 + TOKEN_CHUNK)
             _grad_logits(logits, t0, t1, labels, m_all, log_s_all, g_logp, g_ent, grad_z[t0:t1])
@@ -145,8 +145,8 @@ class ChunkedActionLogprobFunction(torch.autograd.Function):
             if hidden.dtype == dtype:
                 grad_h = grad_z @ w_c
             else:  # each row rounded once to hidden's dtype
-                grad_h = torch.empty(n_tokens, hidden_size, dtype=hidden.dtype)
-                gh_buf = torch.empty(chunk, hidden_size, dtype=dtype)
+                grad_h = torch.empty(n_tokens, hidden_size, dtype=hidden.dtype, device=hidden.device)
+                gh_buf = torch.empty(chunk, hidden_size, dtype=dtype, device=hidden.device)
                 for t0 in range(0, n_tokens, TOKEN_CHUNK):
                     t1 = min(n_tokens, t0 + TOKEN_CHUNK)
                     grad_h[t0:t1] = torch.mm(grad_z[t0:t1], w_c, out=gh_buf[: t1 - t0])
@@ -159,8 +159,8 @@ class ChunkedActionLogprobFunction(torch.autograd.Function):
                 else:
                     rows.copy_(grad_z.T @ hidden)
             else:  # accumulated in the compute dtype over converted chunks, rounded once
-                acc = torch.zeros(n_bins, hidden_size, dtype=dtype)
-                h_buf = torch.empty(chunk, hidden_size, dtype=dtype)
+                acc = torch.zeros(n_bins, hidden_size, dtype=dtype, device=hidden.device)
+                h_buf = torch.empty(chunk, hidden_size, dtype=dtype, device=hidden.device)
                 for t0 in range(0, n_tokens, TOKEN_CHUNK):
                     t1 = min(n_tokens, t0 + TOKEN_CHUNK)
                     acc.addmm_(grad_z[t0:t1].T, h_buf[: t1 - t0].copy_(hidden[t0:t1]))
@@ -174,7 +174,7 @@ def _grad_logits(logits, t0, t1, labels, m_all, log_s_all, g_logp, g_ent, out):
     dtype = out.dtype
     log_p = logits(t0, t1).sub_(m_all[t0:t1, None]).sub_(log_s_all[t0:t1, None])
     p = torch.exp(log_p, out=out)
-    g = g_logp[t0:t1].to(dtype) if g_logp is not None else torch.zeros(t1 - t0, dtype=dtype)
+    g = g_logp[t0:t1].to(dtype) if g_logp is not None else torch.zeros(t1 - t0, dtype=dtype, device=out.device)
     if g_ent is not None:
         ent = -(p * log_p).sum(1)
         dz = log_p.add_(ent[:, None]).mul_(-g_ent[t0:t1, None].to(dtype))

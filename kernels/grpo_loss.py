@@ -116,7 +116,12 @@ def grpo_loss_fwd_triton(logp, old_logp, advantages, mask, clip_low, clip_high, 
     """[B, L] inputs (advantages [B, L] or [B]) -> (loss, stats [3], grad fp32 [B, L])."""
     n_seq, seq_len = logp.shape
     dev = logp.device
-    mask_k = mask.view(torch.uint8) if mask.dtype == torch.bool else mask
+    if mask.dtype == torch.bool:
+        # a free reinterpretation in eager mode; inductor (torch 2.11) cannot lower a bool->uint8
+        # view, so under torch.compile the mask is converted instead
+        mask_k = mask.to(torch.uint8) if torch.compiler.is_compiling() else mask.view(torch.uint8)
+    else:
+        mask_k = mask
     scale_mode, scale_value, scale = 0, 0.0, None
     if agg == "token-mean":
         scale_mode = 1

@@ -52,6 +52,11 @@ run_step() {
     local name=$1 limit=$2; shift 2
     local left=$(( BUDGET - ($(now) - T0) ))
     (( left < limit )) && limit=$left
+    if [[ " ${GPU_CHECK_SKIP:-} " == *" $name "* ]]; then  # GPU_CHECK_SKIP="step step": a rerun skips them
+        echo "skipped: GPU_CHECK_SKIP" > "$WORK/steps/$name.log"
+        echo "SKIPPED 0 GPU_CHECK_SKIP" > "$WORK/steps/$name.status"
+        return 0
+    fi
     if (( limit < 5 )); then
         echo "skipped: out of time (budget ${BUDGET} s)" > "$WORK/steps/$name.log"
         echo "SKIPPED 0 out of time" > "$WORK/steps/$name.status"
@@ -128,6 +133,10 @@ if [[ $HAS_CUDA == 1 || ${GPU_CHECK_CPU_TESTS:-0} == 1 ]]; then
     CPU_PID=$!
     run_step tests_gpu 140 "${PYTEST[@]}" "${PYTEST_TIMEOUT[@]}" --junitxml="$OUT/junit_gpu.xml" "${GPU_TESTS[@]}"
     finish tests_gpu
+    # diagnostic: the fp32-dot extreme-value test with exact fp32 dots instead of tf32x3
+    VLARL_TRITON_FP32_DOT=ieee run_step diag_ieee_dot 40 "${PYTEST[@]}" "${PYTEST_TIMEOUT[@]}" \
+        tests/kernels/test_action_logprob.py -k "extreme_logits and triton"
+    finish diag_ieee_dot
     wait "$CPU_PID"
     finish tests_cpu
 else
@@ -159,7 +168,7 @@ finish bench_policy
     done
     echo "==== gpu_check summary: $(( $(now) - T0 )) s of a ${BUDGET} s budget; full output in $LOG"
     printf '%-14s %-13s %5s  %s\n' step status secs note
-    for s in nvidia-smi env tests_gpu tests_cpu bench_kernels bench_policy; do
+    for s in nvidia-smi env tests_gpu diag_ieee_dot tests_cpu bench_kernels bench_policy; do
         read -r status dur _ < "$WORK/steps/$s.status" 2>/dev/null || { status=LOST; dur=0; }
         printf '%-14s %-13s %5s  %s\n' "$s" "$status" "$dur" "$(note "$s" | head -n1 | cut -c1-160)"
     done
