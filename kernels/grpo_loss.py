@@ -53,9 +53,11 @@ if HAS_TRITON:
         acc_lower = tl.zeros((BLOCK_L,), dtype=tl.float32)
         acc_kl = tl.zeros((BLOCK_L,), dtype=tl.float32)
         acc_mask = tl.zeros((BLOCK_L,), dtype=tl.float32)
-        if SCALE_MODE == 0:  # constant weight: seq-mean-token-sum, seq-mean-token-sum-norm
-            scale = scale_value
-        elif SCALE_MODE == 1:  # token-mean: 1 / (sum m + 1e-8) computed on the device
+        # `scale` is defined on every path (inductor's copy of this kernel under torch.compile
+        # rejects a name bound in some branches only): constant weight for
+        # seq-mean-token-sum(-norm); token-mean reads 1 / (sum m + 1e-8) computed on the device
+        scale = scale_value
+        if SCALE_MODE == 1:
             scale = tl.load(scale_ptr)
         for r in range(ROWS):
             row = pid_rows * ROWS + r
