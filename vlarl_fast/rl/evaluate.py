@@ -74,9 +74,8 @@ def evaluate(policy, env, eval_set: EvalSet, *, max_chunks: int, temperature: fl
         steps[sl] = batch.executed.sum(axis=1)
         env_steps += times.env_steps
         if want_video:
-            lengths = batch.lengths()
             for i, clip in enumerate(times.extra["video"][: videos - len(clips)]):
-                clips.append((eval_set.tasks[sl.start + i].name, bool(batch.success[i]), clip[: lengths[i] + 1]))
+                clips.append((eval_set.tasks[sl.start + i].name, bool(batch.success[i]), clip))
     per_task = {}
     for t_index in dict.fromkeys(eval_set.task_ids.tolist()):
         mask = eval_set.task_ids == t_index

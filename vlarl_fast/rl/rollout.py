@@ -39,8 +39,9 @@ def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_
     """Runs len(tasks) episodes on env slots 0..n-1 from `states` (any `vlarl_fast.envs.chunk_env.
     ChunkEnv`); returns their trajectories. `unnorm_key` picks the policy's action statistics.
 
-    With `record_video`, `times.extra["video"]` holds every frame the policy saw (first camera),
-    [n, T+1, H, W, 3]; an episode's frames after its end repeat its last frame.
+    With `record_video`, `times.extra["video"]` is, per episode, every frame the policy saw
+    (first camera) and the episode's final state (rendered with `env.render` where the env has
+    one): a list of n arrays [T_i, H, W, 3], never padded.
     """
     n = len(tasks)
     if n > env.num_envs:
@@ -68,7 +69,7 @@ def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_
     executed = np.zeros((n, max_chunks), dtype=np.uint8)
     success = np.zeros(n, dtype=bool)
     done = np.zeros(n, dtype=bool)
-    video = [frames[:, 0].copy()] if record_video else None
+    video = [[frames[i, 0].copy()] for i in range(n)] if record_video else None
 
     used = 0
     for t in range(max_chunks):
@@ -98,12 +99,14 @@ def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_
         if use_proprio:
             proprio[active] = result.proprio if result.proprio is not None else env.proprio(active)
         if record_video:
-            step_frames = video[-1].copy()
-            running = active[~result.done]  # ended episodes keep their last frame (no black padding)
-            step_frames[running] = result.frames[~result.done, 0]
-            video.append(step_frames)
+            for row in np.nonzero(~result.done)[0]:
+                video[active[row]].append(result.frames[row, 0].copy())
+            ended = active[result.done]
+            if ended.size and hasattr(env, "render"):  # the final state, for the video only
+                for i, frame in zip(ended, env.render(ended)):
+                    video[i].append(frame[0].copy())
     if record_video:
-        times.extra["video"] = np.stack(video, axis=1)
+        times.extra["video"] = [np.stack(clip) for clip in video]
     times.env_steps = int(executed.sum())
     batch = TrajectoryBatch(
         frames=out_frames[:, :used], tokens=out_tokens[:, :used], logp=out_logp[:, :used],

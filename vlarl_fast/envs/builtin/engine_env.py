@@ -79,5 +79,12 @@ class EngineChunkEnv:
         return ChunkResult(executed=executed, success=now, done=done, frames=frames,
                            episode_steps=ep.steps[ids].copy())
 
+    def render(self, env_ids=None) -> np.ndarray:
+        """Frames [n, 1, H, W, 3] of the envs' current states (any env, done or not)."""
+        ids = _ids(env_ids, self.num_envs)
+        if self._render:
+            self.engine.render(ids)
+        return self._frames(ids)
+
     def proprio(self, env_ids=None) -> None:
         return None
