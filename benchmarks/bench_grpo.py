@@ -23,20 +23,47 @@ from __future__ import annotations
 import copy
 import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "benchmarks") not in sys.path:
+    sys.path.insert(0, str(REPO / "benchmarks"))
 UPDATE_REPEATS = 3  # updates are short: timed 3 times on fresh copies, minimum reported
 
 
 # ----------------------------------------------------------------------------- the benchmark
 def run(smoke: bool = False, suite: str | None = None) -> str:
     if suite not in (None, "builtin"):
+        _libero_defaults()  # before run_libero's imports
         return run_libero(suite, smoke)
     return run_builtin(smoke)
+
+
+def _paths_line(policy) -> str:
+    from cpu_paths import cpu_line, kernel_paths_line
+
+    dtype = next(policy.parameters()).dtype
+    device = next(policy.parameters()).device
+    line = (f"paths: vlarl-fast {kernel_paths_line(dtype, device)}; baseline: full-vocabulary logits, "
+            f"log-softmax, PPO clip in eager torch ops ({str(dtype).removeprefix('torch.')})")
+    return line + ("" if device.type != "cpu" else "\n" + cpu_line())
+
+
+def _libero_defaults() -> None:
+    """As bench_libero.py: LIBERO's assets from <repo>/../shared/libero_assets when
+    $VLARL_LIBERO_ASSETS is unset, and a LIBERO config folder of this run's own when there is
+    none (set before anything imports libero)."""
+    shared = REPO.parent / "shared" / "libero_assets"
+    if "VLARL_LIBERO_ASSETS" not in os.environ and shared.is_dir():
+        os.environ["VLARL_LIBERO_ASSETS"] = str(shared)
+    if "LIBERO_CONFIG_PATH" not in os.environ and not Path("~/.libero/config.yaml").expanduser().exists():
+        os.environ["LIBERO_CONFIG_PATH"] = tempfile.mkdtemp(prefix="vlarl_libero_cfg_")
 
 
 def run_builtin(smoke: bool = False) -> str:
@@ -120,6 +147,7 @@ def run_builtin(smoke: bool = False) -> str:
     f, b = rows
     lines.append(f"speed-up: rollout x{b[2] / f[2]:.1f}, update x{b[5] / f[5]:.1f}, iteration x{(b[2] + b[5]) / (f[2] + f[5]):.1f}; "
                  f"host memory per trajectory x{b[7] / f[7]:.0f} smaller")
+    lines.append(_paths_line(policy))
     return "\n".join(lines)
 
 
@@ -226,6 +254,7 @@ def run_libero(suite: str, smoke: bool = False) -> str:
     lines.append("vlarl-fast keeps the rollout's log-probs as the old log-probs (logprob s = 0); SimpleVLA-RL "
                  "recomputes them with the training model before the update. Rollouts timed once, log-prob and "
                  "update phases as the minimum of 3.")
+    lines.append(_paths_line(policy))
     return "\n".join(lines)
 
 

@@ -20,6 +20,8 @@ import torch
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vlarl_fast.policy import OpenVLAOFT, OpenVLAOFTConfig, PromptTokenizer  # noqa: E402
 from vlarl_fast.policy.memory_estimate import estimate_memory  # noqa: E402
@@ -138,7 +140,12 @@ def run(smoke: bool = False, batch: int | None = None, gpu_7b: bool = False) -> 
     batch = batch or (2 if smoke else 8)
     reps = 3 if smoke else 20
     rows = _tiny_rows(batch, reps) + [_preprocess_row(batch, reps)]
-    out = [f"machine: {torch.get_num_threads()} torch threads, torch {torch.__version__}", _format(rows, "policy benchmark (CPU)")]
+    from cpu_paths import cpu_line, kernel_paths_line
+
+    dtype = OpenVLAOFT(OpenVLAOFTConfig.tiny(image_size=16), tokenizer=PromptTokenizer.tiny(), norm_stats=STATS).dtype
+    out = [f"machine: {torch.get_num_threads()} torch threads, torch {torch.__version__}\n{cpu_line()}\n"
+           f"paths: tiny preset, {kernel_paths_line(dtype)}",
+           _format(rows, "policy benchmark (CPU)")]
     if gpu_7b and torch.cuda.is_available():
         rows = _measured_rows(OpenVLAOFTConfig.openvla_7b(), batch, torch.device("cuda"), f"7B on {torch.cuda.get_device_name()}")
         out.append(_format(rows, "policy benchmark (GPU, measured)"))
