@@ -14,7 +14,7 @@ the same policy copy once:
                rendered at every step, float32 frames for every step kept on the host, the full
                episode length for every env (done envs keep stepping), eager loss (full-vocabulary
                LM-head logits -> log-softmax -> gather, PPO clip in plain torch ops).
-Reports per-phase time (rollouts once, updates as the minimum of 3), env steps/s and host memory
+Reports per-phase time (rollouts once, updates as the minimum of 3, of 1 with --smoke), env steps/s and host memory
 per trajectory. CPU timings on a shared machine are noisy: rerun before drawing fine conclusions.
 """
 
@@ -34,7 +34,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "benchmarks") not in sys.path:
     sys.path.insert(0, str(REPO / "benchmarks"))
-UPDATE_REPEATS = 3  # updates are short: timed 3 times on fresh copies, minimum reported
+UPDATE_REPEATS = 3  # updates are short: timed 3 times on fresh copies, minimum reported (--smoke: once)
 
 
 # ----------------------------------------------------------------------------- the benchmark
@@ -78,7 +78,8 @@ def run_builtin(smoke: bool = False) -> str:
     from vlarl_fast.rl.rollout import rollout
     from vlarl_fast.rl.update import UpdateSettings, ppo_update
 
-    groups, group_size = (1, 4) if smoke else (1, 8)
+    groups, group_size = (1, 2) if smoke else (1, 8)  # smoke: 2 baseline worker processes to start
+    repeats = 1 if smoke else UPDATE_REPEATS
     max_chunks = 1 if smoke else 5
     image = 32 if smoke else 64
     n = groups * group_size
@@ -107,7 +108,7 @@ def run_builtin(smoke: bool = False) -> str:
     roll_fast = time.perf_counter() - t0
     env.close()
     upd_fast = []
-    for _ in range(UPDATE_REPEATS):  # the same update on fresh copies; the minimum is reported
+    for _ in range(repeats):  # the same update on fresh copies; the minimum is reported
         fast_model = copy.deepcopy(policy)
         opt = torch.optim.AdamW(fast_model.parameters(), lr=1e-5, weight_decay=0.01)
         m = ppo_update(fast_model, opt, batch, grpo.advantages(batch), [t.instruction for t in tasks_all],
@@ -127,7 +128,7 @@ def run_builtin(smoke: bool = False) -> str:
     roll_base = time.perf_counter() - t0
     benv.close()
     upd_base = []
-    for _ in range(UPDATE_REPEATS):
+    for _ in range(repeats):
         base_model = copy.deepcopy(policy)
         opt = torch.optim.AdamW(base_model.parameters(), lr=1e-5, weight_decay=0.01)
         upd_base.append(baseline_update(base_model, opt, roll, instructions, group_ids, temperature=1.6, k=8)[0])
@@ -178,6 +179,7 @@ def run_libero(suite: str, smoke: bool = False) -> str:
     from vlarl_fast.rl.update import UpdateSettings, ppo_update
 
     group_size = 2 if smoke else 8
+    repeats = 1 if smoke else UPDATE_REPEATS
     max_steps = 16 if smoke else 512  # SimpleVLA-RL: 512 for every LIBERO suite
     size = 64 if smoke else 256  # SimpleVLA-RL renders 256 x 256
     k = 8
@@ -207,7 +209,7 @@ def run_libero(suite: str, smoke: bool = False) -> str:
     roll_fast = time.perf_counter() - t0
     env.close()
     upd_fast = []
-    for _ in range(UPDATE_REPEATS):  # the same update on fresh copies; the minimum is reported
+    for _ in range(repeats):  # the same update on fresh copies; the minimum is reported
         fast_model = copy.deepcopy(policy)
         opt = torch.optim.AdamW(fast_model.parameters(), lr=1e-5, weight_decay=0.01)
         m = ppo_update(fast_model, opt, batch, grpo.advantages(batch), [task.instruction],
@@ -228,7 +230,7 @@ def run_libero(suite: str, smoke: bool = False) -> str:
     roll_base = time.perf_counter() - t0
     benv.close()
     logp_base, upd_base = [], []
-    for _ in range(UPDATE_REPEATS):
+    for _ in range(repeats):
         base_model = copy.deepcopy(policy)
         logp_base.append(baseline_old_logprob(base_model, roll, instructions, temperature=1.6))
         opt = torch.optim.AdamW(base_model.parameters(), lr=1e-5, weight_decay=0.01)
@@ -253,7 +255,7 @@ def run_libero(suite: str, smoke: bool = False) -> str:
                  f"iteration x{it_b / it_f:.1f}; host memory per trajectory x{b[8] / f[8]:.1f} smaller")
     lines.append("vlarl-fast keeps the rollout's log-probs as the old log-probs (logprob s = 0); SimpleVLA-RL "
                  "recomputes them with the training model before the update. Rollouts timed once, log-prob and "
-                 "update phases as the minimum of 3.")
+                 f"update phases as the minimum of {repeats}.")
     lines.append(_paths_line(policy))
     return "\n".join(lines)
 
