@@ -233,13 +233,13 @@ def main(argv: list[str] | None = None) -> int:
         print("vlarl-fast: interrupted", file=sys.stderr)
         return 130
     except (UsageError, ValueError, TypeError, KeyError, IndexError, FileNotFoundError, RuntimeError,
-            OSError) as exc:
+            OSError, ImportError) as exc:  # ImportError: LiberoNotFoundError says what to install
         if debug:
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         message = " ".join(str(message).split()) or type(exc).__name__
         print(f"vlarl-fast {args.command}: error: {message} (--debug for the traceback)", file=sys.stderr)
-        return 2 if isinstance(exc, (UsageError, ValueError, FileNotFoundError)) else 1
+        return 2 if isinstance(exc, (UsageError, ValueError, FileNotFoundError, ImportError)) else 1
 
 
 if __name__ == "__main__":
