@@ -38,10 +38,10 @@ UPDATE_REPEATS = 3  # updates are short: timed 3 times on fresh copies, minimum 
 
 
 # ----------------------------------------------------------------------------- the benchmark
-def run(smoke: bool = False, suite: str | None = None) -> str:
+def run(smoke: bool = False, suite: str | None = None, max_steps: int | None = None) -> str:
     if suite not in (None, "builtin"):
         _libero_defaults()  # before run_libero's imports
-        return run_libero(suite, smoke)
+        return run_libero(suite, smoke, max_steps)
     return run_builtin(smoke)
 
 
@@ -164,7 +164,7 @@ def _libero_policy(suite: str):
     return OpenVLAOFT(cfg, tokenizer=PromptTokenizer.tiny(), norm_stats=stats).eval()
 
 
-def run_libero(suite: str, smoke: bool = False) -> str:
+def run_libero(suite: str, smoke: bool = False, max_steps: int | None = None) -> str:
     """One GRPO iteration on LIBERO task 0 of `suite`, vlarl-fast against SimpleVLA-RL's way (see
     vlarl_fast/bench/libero_grpo_baseline.py): rollout, log-prob and update phases."""
     from vlarl_fast.bench.libero_grpo_baseline import (LiberoProcessPerEnv, baseline_old_logprob, baseline_rollout,
@@ -180,7 +180,8 @@ def run_libero(suite: str, smoke: bool = False) -> str:
 
     group_size = 2 if smoke else 8
     repeats = 1 if smoke else UPDATE_REPEATS
-    max_steps = 16 if smoke else 512  # SimpleVLA-RL: 512 for every LIBERO suite
+    if max_steps is None:
+        max_steps = 16 if smoke else 512  # SimpleVLA-RL: 512 for every LIBERO suite
     size = 64 if smoke else 256  # SimpleVLA-RL renders 256 x 256
     k = 8
     max_chunks = -(-max_steps // k)
@@ -266,5 +267,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--suite", default=None)
+    parser.add_argument("--max-steps", type=int, default=None, help="LIBERO: episode steps (default 512)")
     args = parser.parse_args()
-    print(run(smoke=args.smoke, suite=args.suite))
+    print(run(smoke=args.smoke, suite=args.suite, max_steps=args.max_steps))
