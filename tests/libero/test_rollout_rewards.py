@@ -40,7 +40,8 @@ def test_rewards_equal_liberos_check_on_the_final_state(tmp_path, get_scene, sce
     assert final_check.tolist() == batch.success.tolist()
     # solved episodes end at their first step; the others run the 16-step limit (2 chunks of 8)
     assert batch.executed.sum(axis=1).tolist() == [1 if s else 16 for s in solved]
-    assert batch.frames.shape[2:] == (1, 32, 32, 3) and batch.frames.dtype == np.uint8
+    size = policy.config.image_size  # the trajectories keep the model input, not the 32 px frames
+    assert batch.images.shape[2:] == (1, size, size, 3) and batch.images.dtype == np.uint8
     assert times.env_steps == 4 * 1 + 4 * 16
 
 

@@ -110,6 +110,11 @@ def test_rollout_logp_equals_training_logp(make_model):
     assert from_raw.requires_grad
     torch.testing.assert_close(from_raw.detach(), out.logp, rtol=0, atol=1e-5)
     torch.testing.assert_close(from_obs.detach(), out.logp, rtol=0, atol=1e-5)
+    kept = model.model_images(frames)  # what the rollout stores for the update
+    from_kept = model.action_logprob(kept, INSTRUCTIONS, out.tokens, temperature=1.6)
+    assert torch.equal(from_kept, from_raw)
+    resampled = model.sample_actions(kept, INSTRUCTIONS, temperature=1.6, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(resampled.tokens, out.tokens) and torch.equal(resampled.logp, out.logp)
 
 
 def test_padding_does_not_change_a_sample(make_model):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from vlarl_fast.policy import OpenVLAOFTConfig, OpenVLAProcessor, PromptBatch, openvla_prompt
-from vlarl_fast.policy.processor import crop_box
+from vlarl_fast.policy.processor import ModelImages, crop_box
 
 from .conftest import INSTRUCTIONS, make_frames
 
@@ -150,3 +150,25 @@ def test_numpy_and_torch_frames_give_the_same_pixels():
     from_torch = proc.pixel_values(torch.from_numpy(frames), "cpu")
     strided = proc.pixel_values(np.ascontiguousarray(frames[:, :, ::-1])[:, :, ::-1], "cpu")  # non-contiguous view
     assert torch.equal(from_numpy, from_torch) and torch.equal(from_numpy, strided)
+
+
+@pytest.mark.parametrize("pipeline", ["resize", "simplevla"])
+def test_model_images_give_the_same_pixels_as_the_frames(pipeline):
+    """What the rollout keeps (`ModelImages`, the frames after the image pipeline) gives the update
+    exactly the pixels the rollout sampled from, without running the pipeline again."""
+    cfg = OpenVLAOFTConfig.tiny(num_images=2).replace(image_pipeline=pipeline, center_crop=True)
+    proc = OpenVLAProcessor(cfg, None)
+    frames = make_frames(3, 2, 40, 40, seed=5)
+    levels = proc.model_images(frames, "cpu")
+    assert levels.dtype == torch.uint8 and tuple(levels.shape) == (3, 2, cfg.image_size, cfg.image_size, 3)
+    assert torch.equal(proc.pixel_values(ModelImages(levels), "cpu"), proc.pixel_values(frames, "cpu"))
+
+
+def test_model_images_validation_errors():
+    cfg = OpenVLAOFTConfig.tiny()
+    proc = OpenVLAProcessor(cfg, None)
+    s = cfg.image_size
+    with pytest.raises(ValueError, match=rf"\[B, 1, {s}, {s}, 3\].*\(2, 1, {s + 1}, {s + 1}, 3\)"):
+        proc.pixel_values(ModelImages(torch.zeros(2, 1, s + 1, s + 1, 3, dtype=torch.uint8)), "cpu")
+    with pytest.raises(TypeError, match="uint8"):
+        proc.pixel_values(ModelImages(torch.zeros(2, 1, s, s, 3)), "cpu")

@@ -17,11 +17,13 @@ def tiny_policy(seed: int = 0, image_size: int = 16):
 
 def sampled_batch(policy, n_groups: int = 4, group_size: int = 4, chunks: int = 2, image: int = 16,
                   seed: int = 0) -> TrajectoryBatch:
-    """Random frames, tokens sampled from `policy` (so old log-probs are the policy's own), mixed
-    outcomes in every group and a partially executed last chunk."""
+    """Random frames (kept as the model input, as the rollout keeps them), tokens sampled from
+    `policy` (so old log-probs are the policy's own), mixed outcomes in every group and a
+    partially executed last chunk."""
     rng = np.random.default_rng(seed)
     b = n_groups * group_size
     frames = rng.integers(0, 256, size=(b, chunks, 1, image, image, 3), dtype=np.uint8)
+    images = np.stack([policy.model_images(frames[:, t]).levels.numpy() for t in range(chunks)], axis=1)
     task_ids = np.repeat(rng.integers(0, len(INSTRUCTIONS), size=n_groups), group_size)
     tokens = np.zeros((b, chunks, 56), dtype=np.uint8)
     logp = np.zeros((b, chunks, 56), dtype=np.float32)
@@ -34,5 +36,5 @@ def sampled_batch(policy, n_groups: int = 4, group_size: int = 4, chunks: int = 
     executed[:, -1] = rng.integers(1, 9, size=b)
     success = np.zeros(b, dtype=bool)
     success[::2] = True
-    return TrajectoryBatch(frames=frames, tokens=tokens, logp=logp, executed=executed, task_ids=task_ids,
+    return TrajectoryBatch(images=images, tokens=tokens, logp=logp, executed=executed, task_ids=task_ids,
                            group_ids=np.repeat(np.arange(n_groups), group_size), success=success)

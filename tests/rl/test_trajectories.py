@@ -14,7 +14,7 @@ from vlarl_fast.policy import ActionDetokenizer
 
 def _batch(success, group_ids, executed):
     b, t = executed.shape
-    return TrajectoryBatch(frames=np.zeros((b, t, 1, 8, 8, 3), np.uint8), tokens=np.zeros((b, t, 56), np.uint8),
+    return TrajectoryBatch(images=np.zeros((b, t, 1, 8, 8, 3), np.uint8), tokens=np.zeros((b, t, 56), np.uint8),
                            logp=np.zeros((b, t, 56), np.float32), executed=executed.astype(np.uint8),
                            task_ids=np.zeros(b, np.int64), group_ids=np.asarray(group_ids),
                            success=np.asarray(success, bool))
@@ -31,7 +31,7 @@ def test_token_mask_stops_after_last_executed_step():
 def test_footprint_is_compact():
     b = _batch([1, 0], [0, 0], np.array([[8, 8], [8, 8]]))
     fp = b.footprint()
-    assert fp["frames"] == 2 * 2 * 8 * 8 * 3 and fp["tokens"] == 2 * 2 * 56
+    assert fp["images"] == 2 * 2 * 8 * 8 * 3 and fp["tokens"] == 2 * 2 * 56
     assert b.nbytes() == sum(fp.values())
 
 

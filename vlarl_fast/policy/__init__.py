@@ -7,6 +7,7 @@ Public API:
                         generator=None, unnorm_key=None) -> ActionSample(tokens, logp, actions, obs)
         .action_logprob(images | Observation, prompt | None, tokens, proprio=None, *,
                         temperature=1.6, return_entropy=False, unnorm_key=None)
+    .model_images(frames) -> ModelImages (the image pipeline once; accepted wherever frames are)
     save_pretrained(model, dir, stats=None, tokenizer=None, *, max_shard_size="5GB")
     load_pretrained(dir, *, dtype=torch.bfloat16, device="cpu", num_images=None, use_proprio=None)
 """
@@ -16,7 +17,7 @@ from vlarl_fast.policy.checkpoint import (CheckpointMismatchError, CorruptCheckp
                                           save_pretrained)
 from vlarl_fast.policy.config import OpenVLAOFTConfig, TextConfig, ViTConfig
 from vlarl_fast.policy.model import ActionSample, OpenVLAOFT
-from vlarl_fast.policy.processor import Observation, OpenVLAProcessor, PromptBatch
+from vlarl_fast.policy.processor import ModelImages, Observation, OpenVLAProcessor, PromptBatch
 from vlarl_fast.policy.tokenizer import PromptTokenizer, build_tiny_tokenizer, openvla_prompt
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "ActionSample",
     "CheckpointMismatchError",
     "CorruptCheckpointError",
+    "ModelImages",
     "Observation",
     "OpenVLAOFT",
     "OpenVLAOFTConfig",

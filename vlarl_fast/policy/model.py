@@ -24,7 +24,7 @@ from torch import nn
 from vlarl_fast.policy.action_tokenizer import ActionDetokenizer, resolve_unnorm_key, validate_statistics
 from vlarl_fast.policy.config import OpenVLAOFTConfig
 from vlarl_fast.policy.logprob import action_bin_logits, action_bin_logprob
-from vlarl_fast.policy.processor import Observation, OpenVLAProcessor, PromptBatch
+from vlarl_fast.policy.processor import ModelImages, Observation, OpenVLAProcessor, PromptBatch
 from vlarl_fast.policy.projector import FusedMLPProjector, ProprioProjector
 from vlarl_fast.policy.tokenizer import PromptTokenizer
 from vlarl_fast.policy.vision import FusedVisionBackbone
@@ -107,6 +107,12 @@ class OpenVLAOFT(nn.Module):
         """Preprocess raw uint8 frames `[B, n, H, W, 3]` (or pass preprocessed pixels) on the model's device."""
         return self.processor(images, prompt, proprio, proprio_stats=self._proprio_stats(unnorm_key),
                               device=self.device, dtype=self.dtype)
+
+    @torch.no_grad()
+    def model_images(self, images: Any) -> ModelImages:
+        """Raw uint8 frames `[B, n, H, W, 3]` -> the model's input images (image pipeline and crop
+        applied, uint8, on the model's device). Pass them wherever frames are accepted."""
+        return ModelImages(self.processor.model_images(images, self.device))
 
     # ---- the forward -------------------------------------------------------------------------
     def action_hidden_states(self, obs: Observation) -> torch.Tensor:

@@ -51,6 +51,19 @@ class PromptBatch:
 
 
 @dataclass
+class ModelImages:
+    """Frames after steps 1-3 (rotation, resize pipeline, centre crop): uint8 `[B, num_images, S, S, 3]`,
+    what `OpenVLAProcessor.model_images` returns. The processor takes them as they are (only step 4
+    runs), so a rollout can keep them and the update feeds them back without re-running the JPEG
+    round trip and lanczos resize: the update's model input is bit-identical to the rollout's."""
+
+    levels: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.levels.shape[0]
+
+
+@dataclass
 class Observation:
     """Everything the LM forward needs; cheap to rebuild from the raw uint8 frames."""
 
@@ -141,9 +154,25 @@ class OpenVLAProcessor:
             x = torch.floor(v.clamp(0.0, 1.0) * 255.5).clamp(max=255.0).to(torch.uint8).permute(0, 2, 3, 1)  # ... to uint8
         return x.reshape(b, n, size, size, 3)
 
+    def check_model_images(self, images: ModelImages, device) -> torch.Tensor:
+        """The levels of `images` on `device`, after checking they are this model's input."""
+        cfg = self.config
+        levels = images.levels
+        expected = (cfg.num_images, cfg.image_size, cfg.image_size, 3)
+        if not isinstance(levels, torch.Tensor) or levels.dtype != torch.uint8:
+            raise TypeError(f"ModelImages.levels must be a uint8 torch tensor, got {getattr(levels, 'dtype', type(levels).__name__)}")
+        if levels.dim() != 5 or tuple(levels.shape[1:]) != expected:
+            raise ValueError(f"ModelImages.levels must be [B, {', '.join(map(str, expected))}] for this model, "
+                             f"got {tuple(levels.shape)}")
+        return levels.to(device, non_blocking=True)
+
     def pixel_values(self, images: Any, device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """uint8 frames `[B, n, H, W, 3]` -> normalised fused pixels `[B, n, 6, S, S]` on `device`."""
-        levels = self.model_images(images, device)
+        """uint8 frames `[B, n, H, W, 3]` (or `ModelImages`) -> normalised fused pixels `[B, n, 6, S, S]`
+        on `device`."""
+        if isinstance(images, ModelImages):
+            levels = self.check_model_images(images, device)
+        else:
+            levels = self.model_images(images, device)
         b, n, size = levels.shape[0], levels.shape[1], levels.shape[2]
         x = levels.reshape(b * n, size, size, 3).permute(0, 3, 1, 2).float()
         x = x / torch.full((), 255.0, device=x.device)  # ToTensor; a true division on CUDA too

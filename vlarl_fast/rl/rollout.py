@@ -1,6 +1,7 @@
 """Rollout: the policy and the environment in one loop, stopping when every env is done.
 
-Per chunk: one batched policy call on the latest frames of the envs still running, chunk
+Per chunk: one batched policy call on the latest frames of the envs still running (the policy's
+image pipeline runs once per frame; its output, the model input, is what the trajectories keep), chunk
 execution on those envs only (the engine renders their next frame at the chunk's end), done and
 success per env. Nothing runs for an env after its episode ends, and the loop ends as soon as the
 whole batch is done (SimpleVLA-RL runs every env for the full horizon).
@@ -61,8 +62,7 @@ def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_
     if use_proprio and proprio is None:
         raise ValueError("rollout: the policy uses proprio (use_proprio=True) but this env has no robot state")
     times.env_s += time.perf_counter() - t0
-    cams, h, w = frames.shape[1:4]
-    out_frames = np.zeros((n, max_chunks, cams, h, w, 3), dtype=np.uint8)
+    out_images = None  # [n, T, num_images, S, S, 3]: the model input, allocated at the first chunk
     out_tokens = np.zeros((n, max_chunks, k * d), dtype=np.uint8)
     out_logp = np.zeros((n, max_chunks, k * d), dtype=np.float32)
     out_proprio = np.zeros((n, max_chunks, proprio.shape[1]), dtype=np.float32) if use_proprio else None
@@ -77,13 +77,17 @@ def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_
         if active.size == 0:
             break
         used = t + 1
-        out_frames[active, t] = frames[active]
         state = None
         if use_proprio:
             out_proprio[active, t] = proprio[active]
             state = out_proprio[active, t]
         t0 = time.perf_counter()
-        sample = policy.sample_actions(frames[active], list(instructions[active]), state, temperature=temperature,
+        images = policy.model_images(frames[active])  # the image pipeline, once per frame
+        levels = images.levels.cpu().numpy()
+        if out_images is None:
+            out_images = np.zeros((n, max_chunks, *levels.shape[1:]), dtype=np.uint8)
+        out_images[active, t] = levels
+        sample = policy.sample_actions(images, list(instructions[active]), state, temperature=temperature,
                                        greedy=greedy, generator=generator, unnorm_key=unnorm_key)
         times.policy_s += time.perf_counter() - t0
         times.policy_calls += 1
@@ -108,8 +112,10 @@ def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_
     if record_video:
         times.extra["video"] = [np.stack(clip) for clip in video]
     times.env_steps = int(executed.sum())
+    if out_images is None:  # max_chunks == 0: no policy call
+        out_images = np.zeros((n, 0, cfg.num_images, cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
     batch = TrajectoryBatch(
-        frames=out_frames[:, :used], tokens=out_tokens[:, :used], logp=out_logp[:, :used],
+        images=out_images[:, :used], tokens=out_tokens[:, :used], logp=out_logp[:, :used],
         executed=executed[:, :used], task_ids=np.asarray(task_ids, dtype=np.int64),
         group_ids=np.asarray(group_ids, dtype=np.int64), success=success, action_dim=d,
         proprio=None if out_proprio is None else out_proprio[:, :used])

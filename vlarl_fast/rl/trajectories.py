@@ -1,7 +1,9 @@
 """Compact trajectory storage: what a GRPO update needs and nothing more.
 
 Per trajectory b with T chunk slots (K control steps and K*D action tokens each):
-    frames    uint8   [B, T, C, H, W, 3]  the frame each chunk's action was sampled from
+    images    uint8   [B, T, n, S, S, 3]  the model input each chunk's action was sampled from: the
+                                          frames after the policy's image pipeline (`ModelImages`),
+                                          fed to the update as they are
     tokens    uint8   [B, T, K*D]         action-bin indices (0..255 fit a byte)
     logp      float32 [B, T, K*D]         rollout log-probs (the PPO "old" log-probs)
     executed  uint8   [B, T]              control steps of each chunk that ran (0..K)
@@ -9,8 +11,8 @@ Per trajectory b with T chunk slots (K control steps and K*D action tokens each)
     proprio   float32 [B, T, P]           robot state each chunk was sampled with (policies with
                                           use_proprio only; None otherwise)
 Tokens of steps that never ran (after the episode's last executed step) are masked out of the
-loss: `token_mask()` expands `executed` to [B, T, K*D]. Compare SimpleVLA-RL, which keeps float32
-frames for all 512 steps of every episode.
+loss: `token_mask()` expands `executed` to [B, T, K*D]. Compare SimpleVLA-RL, which keeps the float32
+model input for all 512 steps of every episode.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 
 @dataclass
 class TrajectoryBatch:
-    frames: np.ndarray
+    images: np.ndarray
     tokens: np.ndarray
     logp: np.ndarray
     executed: np.ndarray
@@ -38,17 +40,17 @@ class TrajectoryBatch:
                 if f.name != "action_dim" and getattr(self, f.name) is not None}
 
     def __post_init__(self) -> None:
-        b = self.frames.shape[0]
+        b = self.images.shape[0]
         for name, arr in self.arrays().items():
             if arr.shape[0] != b:
                 raise ValueError(f"TrajectoryBatch.{name}: expected leading dim {b}, got shape {arr.shape}")
 
     def __len__(self) -> int:
-        return self.frames.shape[0]
+        return self.images.shape[0]
 
     @property
     def num_chunks(self) -> int:
-        return self.frames.shape[1]
+        return self.images.shape[1]
 
     @property
     def chunk_len(self) -> int:
@@ -89,7 +91,7 @@ class TrajectoryBatch:
         def pad(a):
             return np.concatenate([a, np.zeros((a.shape[0], extra, *a.shape[2:]), a.dtype)], axis=1)
 
-        return TrajectoryBatch(frames=pad(self.frames), tokens=pad(self.tokens), logp=pad(self.logp),
+        return TrajectoryBatch(images=pad(self.images), tokens=pad(self.tokens), logp=pad(self.logp),
                                executed=pad(self.executed), task_ids=self.task_ids,
                                group_ids=self.group_ids, success=self.success, action_dim=self.action_dim,
                                proprio=None if self.proprio is None else pad(self.proprio))

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from vlarl_fast.kernels import grpo_loss
+from vlarl_fast.policy.processor import ModelImages
 from vlarl_fast.rl.distributed import DistInfo, all_reduce_sum
 from vlarl_fast.rl.trajectories import TrajectoryBatch
 
@@ -39,7 +40,7 @@ def micro_batch_loss(model, batch: TrajectoryBatch, adv: torch.Tensor, instructi
     b, t, n_tok = batch.tokens.shape
     valid = batch.executed > 0  # [b, T] chunks that ran
     rows, cols = np.nonzero(valid)
-    images = torch.from_numpy(batch.frames[rows, cols])
+    images = ModelImages(torch.from_numpy(batch.images[rows, cols]))  # the rollout's model input, bit for bit
     prompts = [instructions[i] for i in batch.task_ids[rows]]
     tokens = torch.from_numpy(batch.tokens[rows, cols].astype(np.int64))
     proprio = None if batch.proprio is None else torch.from_numpy(batch.proprio[rows, cols])
