@@ -87,7 +87,9 @@ setup(
         "triton": ["triton>=3.7"],
         "libero": ["bddl==1.0.1", "easydict", "PyOpenGL", "opencv-python-headless", "future",
                    "cloudpickle"],
-        "test": ["pytest", "pytest-benchmark", "pytest-timeout", "hypothesis"],
+        "test": ["pytest", "pytest-benchmark", "pytest-timeout", "hypothesis",
+                 # vlarl_fast.compat.torchrl_env and its tests
+                 "torchrl>=0.14", "tensordict>=0.14"],
         # The libraries SimpleVLA-RL preprocesses images with (input-parity tests).
         "parity": ["tensorflow-cpu", "pillow"],
     },
