@@ -164,7 +164,10 @@ def worker_process(input_queue, output_queue, *args, **kwargs):
     """env_worker in its own process, behind SimpleVLA-RL's two queues."""
     import warnings
 
+    from vlarl_fast.envs.libero.config import import_libero
+
     warnings.filterwarnings("ignore")
+    import_libero()  # this machine's LIBERO config and asset folder (a LIBERO checkout has its own)
     gen = env_worker(*args, **kwargs)
     output_queue.put(next(gen))
     while True:
@@ -176,11 +179,14 @@ def worker_process(input_queue, output_queue, *args, **kwargs):
 
 
 # ---- the env part of RobHFRollout._generate_minibatch_libero -------------------------------------
-def rollout(workers, actions_at, config, max_steps, is_valid, on_obs=None):
+def rollout(workers, actions_at, config, max_steps, is_valid, on_obs=None, marks=None):
     """Drives env workers as `_generate_minibatch_libero` does. `workers`: one started channel
     per row with `get()` -> message and `put(action)`; `actions_at(step)` -> [batch, K, 7] the
     model's actions at that rollout step; `on_obs(step, idx, obs)` sees every observation the
-    loop hands to `_obs_to_input`. Returns (task_records, valid_video)."""
+    loop hands to `_obs_to_input`; `marks` (a dict) gets perf_counter() times 'init' (all init
+    messages in) and 'loop' (the last chunk's results in). Returns (task_records, valid_video)."""
+    import time
+
     batch_size = len(workers)
     task_records = []
     valid_video = defaultdict(list)
@@ -194,6 +200,8 @@ def rollout(workers, actions_at, config, max_steps, is_valid, on_obs=None):
                              "task_file_name": init_data['task_file_name']})
         if is_valid:
             valid_video[init_data['task_file_name']].extend(init_data['valid_images'])
+    if marks is not None:
+        marks['init'] = time.perf_counter()
     step = 0
     while step < max_steps:
         active_indices = [i for i, r in enumerate(task_records) if r['active']]
@@ -211,6 +219,8 @@ def rollout(workers, actions_at, config, max_steps, is_valid, on_obs=None):
             if is_valid:
                 valid_video[task_records[idx]['task_file_name']].extend(result['valid_images'])
         step += config.action_chunks_len
+    if marks is not None:
+        marks['loop'] = time.perf_counter()
     for w in workers:
         w.put(None)
     return task_records, valid_video
