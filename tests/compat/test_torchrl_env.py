@@ -6,6 +6,7 @@ the right flags. Small frames, few steps: real LIBERO scenes from ../shared/libe
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import tempfile
@@ -40,12 +41,18 @@ SUITE = "libero_spatial"  # every task's goal is On(bowl, plate): solved_state a
 SIZE, K, SETTLE, MAX_STEPS = 32, 2, 2, 5  # 5 control steps: chunks of 2, 2, then 1
 
 
-def _solved_state(scene, state):
+@functools.cache
+def _libero_helpers():
     spec = importlib.util.spec_from_file_location("_libero_test_helpers_torchrl",
                                                   REPO / "tests" / "libero" / "conftest.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.solved_state(scene, state)
+    return module
+
+
+def _solved_state(scene, state):
+    """`state` with the bowl placed above the plate: LIBERO's goal holds soon after the start."""
+    return _libero_helpers().solved_state(scene, state)
 
 
 @pytest.fixture(scope="module")
