@@ -90,8 +90,10 @@ setup(
         "test": ["pytest", "pytest-benchmark", "pytest-timeout", "hypothesis",
                  # vlarl_fast.compat.torchrl_env and its tests
                  "torchrl>=0.14", "tensordict>=0.14"],
-        # The libraries SimpleVLA-RL preprocesses images with (input-parity tests).
-        "parity": ["tensorflow-cpu", "pillow"],
+        # The libraries SimpleVLA-RL preprocesses images with (input-parity tests); what
+        # importing veRL's core_algos needs besides verl itself, which scripts/setup.sh installs
+        # --no-deps (tests/compat/test_verl_compat.py: compat.verl against veRL 0.9.1).
+        "parity": ["tensorflow-cpu", "pillow", "omegaconf", "codetiming"],
     },
     entry_points={"console_scripts": ["vlarl-fast=vlarl_fast.cli:main"]},
     zip_safe=False,

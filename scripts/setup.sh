@@ -44,4 +44,16 @@ fi
 "$PY" -m pip install -q "${C[@]}" --no-build-isolation -e ".[test,triton,libero,parity]"
 # LIBERO's PyPI package declares heavy training deps its environments never import.
 "$PY" -m pip install -q "${C[@]}" --no-deps libero
+# veRL, for tests/compat/test_verl_compat.py (compat.verl against veRL itself): its declared deps
+# (ray, vllm, wandb, ...) are not needed to import core_algos; what is needed is in the parity extra.
+"$PY" -m pip install -q "${C[@]}" --no-deps verl
+# Its wheel also puts top-level `tests` and `scripts` packages into site-packages; a regular
+# package named `tests` there would shadow this repository's tests/ (`tests.kernels.conftest`).
+"$PY" - <<'PYEOF'
+import importlib.metadata as md, pathlib, shutil
+dist = md.distribution("verl")
+for top in ("tests", "scripts"):
+    if any(str(f) == f"{top}/__init__.py" for f in dist.files or ()):
+        shutil.rmtree(pathlib.Path(dist.locate_file(top)), ignore_errors=True)
+PYEOF
 echo "vlarl-fast is set up in $VENV"

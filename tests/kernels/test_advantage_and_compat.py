@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vlarl_fast.compat import verl
-from vlarl_fast.kernels import AGG_MODES, grpo_outcome_advantage
+from vlarl_fast.kernels import grpo_outcome_advantage
 
 
 def _loop_oracle(scores, index, epsilon, norm):
@@ -65,24 +65,29 @@ def test_verl_grpo_outcome_advantage_with_string_uids():
     assert adv[1, 3] == 0
 
 
-@pytest.mark.parametrize("mode", AGG_MODES)
+@pytest.mark.parametrize("mode", verl.AGG_MODES)
 def test_verl_agg_loss_modes(mode):
     g = torch.Generator().manual_seed(5)
     loss_mat = torch.randn(4, 7, generator=g, dtype=torch.float64)
     mask = (torch.rand(4, 7, generator=g) < 0.7).double()
     mask[:, 0] = 1
     got = verl.agg_loss(loss_mat, mask, mode)
+    # veRL 0.9.1 (every row has a valid token here): token-mean divides by sum(mask) without eps,
+    # seq-mean-token-mean each row by its count + 1e-8, seq-mean-token-sum-norm is the seq-mean of
+    # the row sums / L (older veRL: sum / L). tests/compat/test_verl_compat.py: against veRL itself.
     if mode == "token-mean":
-        want = (loss_mat * mask).sum() / (mask.sum() + 1e-8)
+        want = (loss_mat * mask).sum() / mask.sum()
     elif mode == "seq-mean-token-mean":
-        want = ((loss_mat * mask).sum(-1) / mask.sum(-1)).mean()
+        want = ((loss_mat * mask).sum(-1) / (mask.sum(-1) + 1e-8)).mean()
     elif mode == "seq-mean-token-sum":
         want = (loss_mat * mask).sum(-1).mean()
+    elif mode == "token-sum":
+        want = (loss_mat * mask).sum()
     else:
-        want = (loss_mat * mask).sum() / 7
+        want = (loss_mat * mask).sum(-1).mean() / 7
     assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="loss_agg_mode"):
-        verl.agg_loss(loss_mat, mask, "token-mean-unbiased")
+        verl.agg_loss(loss_mat, mask, "token-mean-unbiased")  # not a veRL 0.9.1 mode
 
 
 def test_verl_policy_loss_requires_clip_ranges():

@@ -61,7 +61,7 @@ def test_triton_matches_float64_reference(seed, n_seq, seq_len, log_ratio_scale,
 
 def _verl_oracle(old_log_prob, log_prob, advantages, response_mask, clip_low, clip_high,
                  clip_ratio_c, loss_agg_mode):
-    """veRL core_algos.compute_policy_loss conventions, written out token by token in float64:
+    """veRL 0.9.1 core_algos.compute_policy_loss conventions, token by token in float64:
     log-ratio clamped to +-20, dual clip only for A < 0, strict '>' for the clip counts, masked
     means over sum(mask) + 1e-8."""
     n_seq, seq_len = log_prob.shape
@@ -82,14 +82,18 @@ def _verl_oracle(old_log_prob, log_prob, advantages, response_mask, clip_low, cl
             lower += float(m[b, t]) * ((c1 > l3) and a < 0)
             kl += float(m[b, t]) * -d
     denom = m.sum().item() + 1e-8
+    # veRL 0.9.1's agg_loss (every row here has a valid token, so "non-empty rows" = all rows):
+    # token-mean divides by sum(mask) without eps, seq-mean-token-mean divides each row by its
+    # count + 1e-8, and seq-mean-token-sum-norm is the seq-mean of row sums divided by L (older
+    # veRL: the plain sum / L)
     if loss_agg_mode == "token-mean":
-        loss = (loss_mat * m).sum() / (m.sum() + 1e-8)
+        loss = (loss_mat * m).sum() / m.sum()
     elif loss_agg_mode == "seq-mean-token-sum":
         loss = (loss_mat * m).sum(-1).mean()
     elif loss_agg_mode == "seq-mean-token-mean":
-        loss = ((loss_mat * m).sum(-1) / m.sum(-1)).mean()
+        loss = ((loss_mat * m).sum(-1) / (m.sum(-1) + 1e-8)).mean()
     else:
-        loss = (loss_mat * m).sum() / seq_len
+        loss = (loss_mat * m).sum(-1).mean() / seq_len
     return loss, clip / denom, kl / denom, lower / denom
 
 
