@@ -417,7 +417,7 @@ def _flatten_tokens(name: str, x: torch.Tensor, trailing: int):
 def _finish(logp, entropy, lead, return_entropy):
     if logp.shape != lead:  # only reshape (into a view) when there were leading batch dims
         logp = logp.reshape(lead)
-        entropy = entropy.reshape(lead)
+        entropy = None if entropy is None else entropy.reshape(lead)
     return (logp, entropy) if return_entropy else logp
 
 

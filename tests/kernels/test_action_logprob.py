@@ -266,3 +266,21 @@ def test_chunked_torch_path_matches_float64_reference(seed, n_tokens, hidden_siz
     assert_close_to_reference(ent, r_ent, rel, "entropy")
     assert_close_to_reference(gh, r_gh, grel, "grad hidden")
     assert_close_to_reference(gw, r_gw, grel, "grad weight")
+
+
+@pytest.mark.parametrize("return_entropy", [False, True])
+def test_from_logits_keeps_leading_dims(return_entropy):
+    """[B, T, V] logits -> [B, T] log-probs (and entropies), with or without the entropy."""
+    from vlarl_fast.kernels import action_logprob_from_logits
+
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, 3, 40, generator=g)
+    labels = torch.randint(0, 8, (2, 3), generator=g)
+    out = action_logprob_from_logits(logits, labels, temperature=1.6, bin_start=30, bin_end=38,
+                                     return_entropy=return_entropy)
+    logp = out[0] if return_entropy else out
+    flat = action_logprob_from_logits(logits.reshape(6, 40), labels.reshape(6), temperature=1.6, bin_start=30,
+                                      bin_end=38)
+    assert logp.shape == (2, 3) and torch.equal(logp.reshape(6), flat)
+    if return_entropy:
+        assert out[1].shape == (2, 3)
