@@ -69,13 +69,11 @@ def policy_flops(cfg: OpenVLAOFTConfig, prompt_tokens: int = PROMPT_TOKENS) -> F
 
 
 def parameters(cfg: OpenVLAOFTConfig) -> float:
-    from torch import device
-
     import torch
 
-    with device("meta"):
-        from vlarl_fast.policy import OpenVLAOFT
+    from vlarl_fast.policy import OpenVLAOFT
 
+    with torch.device("meta"):
         model = OpenVLAOFT(cfg)
     return float(sum(p.numel() for p in model.parameters()))
 
@@ -138,7 +136,7 @@ def predict(args) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gpu", choices=sorted(GPUS), default="A800")
     ap.add_argument("--gpus", type=int, default=8)
@@ -156,7 +154,11 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpointing", action="store_true")
     ap.add_argument("--hbm-gbs", type=float, default=2000.0)
     ap.add_argument("--reference-s", type=float, default=2700.0, help="SimpleVLA-RL's step (45 min, 8 x A800)")
-    print(predict(ap.parse_args(argv)))
+    return ap
+
+
+def main(argv=None) -> int:
+    print(predict(build_parser().parse_args(argv)))
     return 0
 
 
