@@ -53,9 +53,12 @@ class EglChoice:
 
 
 def egl_devices() -> list[EglDevice]:
-    """Every EGL device of this machine with its CUDA ordinal (needs the native core)."""
-    from vlarl_fast._native import C
-
+    """Every EGL device of this machine with its CUDA ordinal ([] where the native core is not
+    built: nothing renders natively then)."""
+    try:
+        from vlarl_fast._native import C
+    except ImportError:
+        return []
     return [EglDevice(**row) for row in C.egl_devices()]
 
 
