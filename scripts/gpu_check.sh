@@ -30,7 +30,8 @@
 # and a summary table on stdout. Without CUDA the GPU steps say "skipped: no CUDA"
 # (GPU_CHECK_CPU_TESTS=1 runs the kernel/policy test steps anyway, Triton interpreted).
 # Environment: OUT (default /tmp/vlarl_gpu_check), PYTHON (default python3), GPU_CHECK_BUDGET,
-# GPU_CHECK_SKIP ("step step": skip those), GPU_CHECK_EXTRA_TESTS (more test files for tests_native).
+# GPU_CHECK_SKIP ("step step": skip those), GPU_CHECK_EXTRA_TESTS (more test files for tests_native),
+# GPU_CHECK_BUNDLE_DIR (default .gpu_bundle).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 REPO=$(pwd -P)
@@ -142,7 +143,7 @@ grep -q "^ok" "$WORK/steps/nvidia-smi.status" && CARD=1
 skip_step() {  # skip_step NAME WHY
     echo "skipped: $2" > "$WORK/steps/$1.log"; echo "SKIPPED 0 $2" > "$WORK/steps/$1.status"; finish "$1"
 }
-BUNDLE=$REPO/.gpu_bundle
+BUNDLE=${GPU_CHECK_BUNDLE_DIR:-$REPO/.gpu_bundle}
 if [[ $CARD == 0 ]]; then
     skip_step bundle "no CUDA"
 elif [[ ! -f $BUNDLE/site.tar.xz ]]; then
