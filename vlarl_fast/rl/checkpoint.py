@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.distributed.checkpoint.api import CheckpointException
 
 from vlarl_fast.policy.checkpoint import build_from_metadata, save_metadata, save_pretrained
 from vlarl_fast.rl.distributed import DistInfo, barrier
@@ -132,11 +133,27 @@ def _agree(error: str | None, info: DistInfo) -> str | None:
     return next((e for e in errors if e is not None), None)
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    """The underlying error: DCP's CheckpointException carries each rank's as (exception, trace)."""
+    failures = getattr(exc, "failures", None)
+    if isinstance(failures, dict) and failures:
+        first = next(iter(failures.values()))
+        exc = first[0] if isinstance(first, tuple) else first
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    return exc
+
+
+def _dcp(fn, state: dict, directory: Path, distributed: bool) -> None:
+    """dcp.save / dcp.load, single-process without DCP's notice that it is single-process."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is (disabled, )?unavailable or uninitialized")
+        fn(state, checkpoint_id=str(directory), no_dist=not distributed)
+
+
 def _failure(name: str, where, exc: BaseException) -> str:
     where = getattr(exc, "filename", None) or where
-    cause = exc
-    while cause.__cause__ is not None or cause.__context__ is not None:
-        cause = cause.__cause__ or cause.__context__
+    cause = _root_cause(exc)
     where = getattr(cause, "filename", None) or where
     reason = getattr(cause, "strerror", None) or " ".join(str(cause).split()) or type(cause).__name__
     return (f"saving checkpoint {name} failed writing {where}: {reason}; the previous checkpoint "
@@ -167,8 +184,8 @@ def save_checkpoint(out_dir: str | Path, step: int, model, optimizer, info: Dist
     if error is None:
         writing = tmp / STATE_DIR
         try:
-            dcp.save(_state_dicts(model, optimizer), checkpoint_id=str(writing), no_dist=not info.enabled)
-        except Exception as exc:  # noqa: BLE001
+            _dcp(dcp.save, _state_dicts(model, optimizer), writing, info.enabled)
+        except (Exception, CheckpointException) as exc:  # noqa: BLE001 - DCP's is a BaseException
             error = _failure(name, writing, exc)
         error = _agree(error, info)
     if error is None and info.is_main:
@@ -251,10 +268,10 @@ def load_policy(path: Path, *, dtype: torch.dtype = torch.float32, device="cpu")
     model = build_from_metadata(path / POLICY_DIR, dtype=torch.float32, device="cpu")
     state = {"model": model.state_dict()}
     try:
-        dcp.load(state, checkpoint_id=str(path / STATE_DIR), no_dist=True)
-    except Exception as exc:  # noqa: BLE001 - name the directory
+        _dcp(dcp.load, state, path / STATE_DIR, False)
+    except (Exception, CheckpointException) as exc:  # noqa: BLE001 - name the directory
         raise CheckpointError(f"{path / STATE_DIR}: the sharded weights cannot be read "
-                              f"({' '.join(str(exc).split())[:300]})") from exc
+                              f"({' '.join(str(_root_cause(exc)).split())[:300]})") from exc
     model.load_state_dict(state["model"])
     return model.to(device=device, dtype=dtype).eval()
 
@@ -292,10 +309,10 @@ def restore(path: Path, model, optimizer, info: DistInfo) -> dict:
     state = load_trainer_state(path)
     shards = _state_dicts(model, optimizer)
     try:
-        dcp.load(shards, checkpoint_id=str(path / STATE_DIR), no_dist=not info.enabled)
-    except Exception as exc:  # noqa: BLE001
+        _dcp(dcp.load, shards, path / STATE_DIR, info.enabled)
+    except (Exception, CheckpointException) as exc:  # noqa: BLE001
         raise CheckpointError(f"{path / STATE_DIR}: the sharded state cannot be read "
-                              f"({' '.join(str(exc).split())[:300]})") from exc
+                              f"({' '.join(str(_root_cause(exc)).split())[:300]})") from exc
     set_state_dict(model, optimizer, model_state_dict=shards["model"], optim_state_dict=shards["optim"])
     set_rng_state(state["rng"])
     return state
