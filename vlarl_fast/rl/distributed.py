@@ -2,9 +2,11 @@
 
 Launch with `torchrun --nproc-per-node N [--nnodes M ...] -m vlarl_fast.cli train ...` (or without
 torchrun for one process). Backend: NCCL when CUDA is available, gloo otherwise. Every rank runs
-its own engine and a share of the groups; the policy is sharded with FSDP2 (`fully_shard`, bf16
-compute and fp32 gradient reduction on CUDA; fp32 on CPU). Rollouts use an unsharded replica of
-the weights (`sync_rollout_policy`), so ranks need not make the same number of policy calls.
+its own engine and a share of the groups; the policy is sharded with FSDP2 (`fully_shard`: fp32
+master shards, forwards in the compute dtype of `compute_dtype`, bf16 with fp32 gradient reduction
+on CUDA; fp32 on CPU; optional CPU offload). Rollouts use a replica in the compute dtype on the
+rank's device, refreshed tensor by tensor (`sync_rollout_policy`), so ranks need not make the same
+number of policy calls during simulation.
 """
 
 from __future__ import annotations
