@@ -15,7 +15,6 @@ void bind_env_batch(pybind11::module_& m);
 void bind_render(pybind11::module_& m);
 void bind_control(pybind11::module_& m);
 void bind_cuda(pybind11::module_& m);
-void bind_kernels(pybind11::module_& m);
 
 // Env ids from an optional int array: None -> {} (all envs).
 std::vector<int> ids_from_py(const pybind11::object& env_ids);

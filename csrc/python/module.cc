@@ -22,5 +22,4 @@ PYBIND11_MODULE(_C, m) {
   vlarl::bind_render(m);
   vlarl::bind_control(m);
   vlarl::bind_cuda(m);
-  vlarl::bind_kernels(m);
 }

@@ -5,12 +5,19 @@ image pipeline runs once per frame; its output, the model input, is what the tra
 execution on those envs only (the engine renders their next frame at the chunk's end), done and
 success per env. Nothing runs for an env after its episode ends, and the loop ends as soon as the
 whole batch is done (SimpleVLA-RL runs every env for the full horizon).
+
+Under torch.distributed with a rollout policy whose forward is collective (FSDP all-gathers),
+every rank must make the same number of policy calls: pass `all_done`, the agreement over ranks
+(`distributed.make_all_done`). The loop then ends only when every rank's batch is done, and a
+rank whose own envs are all done meanwhile runs padding calls (one row, greedy, results dropped,
+`times.extra["padding_calls"]`) to keep the collectives in step.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -36,13 +43,17 @@ class RolloutTimes:
 @torch.no_grad()
 def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_chunks: int,
             temperature: float, greedy: bool = False, generator: torch.Generator | None = None,
-            record_video: bool = False, unnorm_key: str | None = None) -> tuple[TrajectoryBatch, RolloutTimes]:
+            record_video: bool = False, unnorm_key: str | None = None,
+            all_done: Callable[[bool], bool] | None = None) -> tuple[TrajectoryBatch, RolloutTimes]:
     """Runs len(tasks) episodes on env slots 0..n-1 from `states` (any `vlarl_fast.envs.chunk_env.
     ChunkEnv`); returns their trajectories. `unnorm_key` picks the policy's action statistics.
 
     With `record_video`, `times.extra["video"]` is, per episode, every frame the policy saw
     (first camera) and the episode's final state (rendered with `env.render` where the env has
     one): a list of n arrays [T_i, H, W, 3], never padded.
+
+    `all_done(local_done) -> bool`: True when every rank is done (see the module docstring);
+    None: this process decides alone.
     """
     n = len(tasks)
     if n > env.num_envs:
@@ -72,10 +83,19 @@ def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_
     video = [[frames[i, 0].copy()] for i in range(n)] if record_video else None
 
     used = 0
+    padding_calls = 0
     for t in range(max_chunks):
         active = ids[~done]
-        if active.size == 0:
+        if (all_done(active.size == 0) if all_done is not None else active.size == 0):
             break
+        if active.size == 0:  # other ranks still roll out: one dropped call keeps collectives in step
+            t0 = time.perf_counter()
+            policy.sample_actions(policy.model_images(frames[:1]), list(instructions[:1]),
+                                  None if proprio is None else proprio[:1], temperature=temperature,
+                                  greedy=True, unnorm_key=unnorm_key)
+            times.policy_s += time.perf_counter() - t0
+            padding_calls += 1
+            continue
         used = t + 1
         state = None
         if use_proprio:
@@ -111,6 +131,7 @@ def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_
                     video[i].append(frame[0].copy())
     if record_video:
         times.extra["video"] = [np.stack(clip) for clip in video]
+    times.extra["padding_calls"] = padding_calls
     times.env_steps = int(executed.sum())
     if out_images is None:  # max_chunks == 0: no policy call
         out_images = np.zeros((n, 0, cfg.num_images, cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
