@@ -164,6 +164,9 @@ def parallelize(model: torch.nn.Module, info: DistInfo, *, param_dtype: torch.dt
     reduced in float32. `param_dtype` None: bf16 on CUDA, float32 on CPU. `cpu_offload`: parameters,
     gradients and optimizer state live on the host between uses (CPUOffloadPolicy). A no-op for a
     single process."""
+    if cpu_offload and (not info.enabled or device_for(info).type != "cuda"):
+        raise ValueError("config field grpo.cpu_offload: needs FSDP2 on CUDA GPUs (torchrun with CUDA); "
+                         "without a GPU the parameters and optimizer state already live on the host")
     if not info.enabled:
         return model
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard

@@ -174,7 +174,7 @@ class Trainer:
         device = device_for(self.info)
         dtype = compute_dtype(g.param_dtype, device)
         self.policy.gradient_checkpointing_enable(g.gradient_checkpointing)
-        if self.info.enabled:
+        if g.cpu_offload or self.info.enabled:
             replica = empty_like(self.policy, dtype=dtype, device=device)  # built on meta: no full copy
             self.train_policy = parallelize(self.policy, self.info, param_dtype=dtype, cpu_offload=g.cpu_offload)
             self.rollout_policy = replica
