@@ -9,12 +9,13 @@ One LIBERO task (default libero_spatial task 0), 8-action chunks, agentview + wr
                                  frames sent back: SimpleVLA-RL's rollout workers (W = 1, 2)
   native engine, T threads       LiberoTaskEngine.step: N envs, the chunk natively with LIBERO's
                                  success check after every control step, frames rendered once at
-                                 the chunk's end (T = 1, 2)
+                                 the chunk's end (T = --threads, default 1, 2); and at 1 thread
+                                 without cameras (the per-core rate of physics + control + check)
   limit                          per chunk and env: 200 raw mj_step (a bare C loop) + one raw
                                  render of each camera (mujoco.Renderer, a fresh process)
 
 Throughput is chunks per second summed over envs. Usage:
-    python benchmarks/bench_libero.py [--smoke] [--suite libero_spatial] [--task 0] [--envs 2]
+    python benchmarks/bench_libero.py [--smoke] [--suite libero_spatial] [--task 0] [--envs 2] [--threads 1,2]
 `run(smoke)` returns the printed table. Needs LIBERO's assets: $VLARL_LIBERO_ASSETS (default
 <repo>/../shared/libero_assets when it exists) or a LIBERO config with them (docs/libero.md).
 """
@@ -113,20 +114,24 @@ def _bench_libero_workers(suite, task_index, size, workers, chunks, actions) -> 
 
 
 # ---------------------------------------------------------------------- native engine
-def _bench_native(scene, num_envs, threads, size, chunks, actions) -> float:
+def _bench_native(scene, num_envs, threads, size, chunks, actions, cameras=CAMERAS, cpu=None) -> float:
+    """Chunks per second; `cpu` (a list) also gets the process CPU seconds per chunk and env
+    (what one core spends on it, whatever else the machine runs)."""
     from vlarl_fast.envs.libero.task_engine import LiberoTaskEngine
 
-    eng = LiberoTaskEngine(scene, num_envs, threads, cameras=CAMERAS, height=size, width=size,
+    eng = LiberoTaskEngine(scene, num_envs, threads, cameras=cameras, height=size, width=size,
                            max_steps=10 ** 6)
     try:
         eng.reset(init_state_ids=np.arange(num_envs) % 50)
         acts = np.broadcast_to(actions[0], (num_envs, CHUNK, 7))
         eng.step(acts)  # warm-up
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for k in range(chunks):
             acts = np.broadcast_to(actions[k % len(actions)], (num_envs, CHUNK, 7))
             eng.step(acts)
         elapsed = time.perf_counter() - t
+        if cpu is not None:
+            cpu.append((time.process_time() - c) / (num_envs * chunks))
         assert not eng.success.any()
     finally:
         eng.close()
@@ -178,7 +183,7 @@ def _raw_limit(scene, size, reps) -> tuple[float, float]:
 
 # ---------------------------------------------------------------------- report
 def run(smoke: bool = False, suite: str = "libero_spatial", task_index: int = 0,
-        num_envs: int = 2, size: int | None = None) -> str:
+        num_envs: int = 2, size: int | None = None, threads=(1, 2)) -> str:
     warnings.filterwarnings("ignore")
     size = (64 if smoke else 256) if size is None else size
     chunks = 2 if smoke else 6
@@ -198,9 +203,13 @@ def run(smoke: bool = False, suite: str = "libero_spatial", task_index: int = 0,
     from vlarl_fast.envs.libero.scene import LiberoScene
 
     scene = LiberoScene(get_task(suite, task_index))
-    for t in (1, 2):
+    for t in threads:
         rows.append((f"native engine, {num_envs} envs, {t} thread{'s' if t > 1 else ''}",
                      _bench_native(scene, num_envs, t, size, chunks, actions)))
+    # the engine's per-core rate without rendering: physics, OSC control, LIBERO's success check
+    cpu = []
+    rows.append((f"native engine, {num_envs} envs, 1 thread, no cameras",
+                 _bench_native(scene, num_envs, 1, size, chunks, actions, cameras=(), cpu=cpu)))
     physics, render = _raw_limit(scene, size, 2 if smoke else 5)
     limit = physics + render
     rows.append(("limit: raw mj_step x 200 + raw render per camera", 1.0 / limit))
@@ -219,7 +228,9 @@ def run(smoke: bool = False, suite: str = "libero_spatial", task_index: int = 0,
         lines.append(f"| {name:<58} | {cps:8.2f} | {1e3 / cps:12.1f} | {cps / base:14.2f}x | "
                      f"{(1 / cps) / limit:7.2f}x |")
     lines += ["", f"limit per chunk and env: physics {1e3 * physics:.1f} ms (200 raw mj_step) + "
-              f"render {1e3 * render:.1f} ms ({len(CAMERAS)} cameras) = {1e3 * limit:.1f} ms"]
+              f"render {1e3 * render:.1f} ms ({len(CAMERAS)} cameras) = {1e3 * limit:.1f} ms",
+              f"engine CPU time per chunk and env without cameras (physics, OSC control, success check; "
+              f"process CPU time, so load-independent): {1e3 * cpu[0]:.1f} ms"]
     return "\n".join(lines)
 
 
@@ -230,8 +241,10 @@ def main(argv=None) -> None:
     ap.add_argument("--task", type=int, default=0)
     ap.add_argument("--envs", type=int, default=2)
     ap.add_argument("--size", type=int, default=None)
+    ap.add_argument("--threads", default="1,2", help="engine thread counts, comma separated")
     args = ap.parse_args(argv)
-    print(run(args.smoke, args.suite, args.task, args.envs, args.size))
+    print(run(args.smoke, args.suite, args.task, args.envs, args.size,
+              tuple(int(t) for t in args.threads.split(",") if t)))
 
 
 if __name__ == "__main__":
