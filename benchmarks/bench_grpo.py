@@ -112,7 +112,7 @@ def run_builtin(smoke: bool = False) -> str:
         fast_model = copy.deepcopy(policy)
         opt = torch.optim.AdamW(fast_model.parameters(), lr=1e-5, weight_decay=0.01)
         m = ppo_update(fast_model, opt, batch, grpo.advantages(batch), [t.instruction for t in tasks_all],
-                       UpdateSettings(micro_batch_size=n), DistInfo(), torch.Generator().manual_seed(0))
+                       UpdateSettings(micro_batch_observations=n * max_chunks), DistInfo(), torch.Generator().manual_seed(0))
         upd_fast.append(m["time/update_s"])
     rows.append(("vlarl-fast", build_fast, roll_fast, rt.policy_s, rt.env_s, min(upd_fast), rt.env_steps,
                  batch.bytes_per_trajectory(), float(batch.success.mean())))
@@ -214,7 +214,7 @@ def run_libero(suite: str, smoke: bool = False, max_steps: int | None = None) ->
         fast_model = copy.deepcopy(policy)
         opt = torch.optim.AdamW(fast_model.parameters(), lr=1e-5, weight_decay=0.01)
         m = ppo_update(fast_model, opt, batch, grpo.advantages(batch), [task.instruction],
-                       UpdateSettings(micro_batch_size=2), DistInfo(), torch.Generator().manual_seed(0),
+                       UpdateSettings(micro_batch_observations=16), DistInfo(), torch.Generator().manual_seed(0),
                        unnorm_key=key)
         upd_fast.append(m["time/update_s"])
     rows.append(("vlarl-fast", setup_fast, roll_fast, rt.policy_s, rt.env_s, 0.0, min(upd_fast), rt.env_steps,

@@ -86,7 +86,7 @@ def fsdp() -> int:
         base = build_policy(16, 0)
         batch = sampled_batch(base, seed=1)
         adv = grpo.advantages(batch)
-        settings = UpdateSettings(micro_batch_size=4)
+        settings = UpdateSettings(micro_batch_observations=8)
         plain = copy.deepcopy(base).cuda()
         sharded = parallelize(copy.deepcopy(base).cuda(), info)
         assert uses_collectives(sharded)
@@ -188,7 +188,7 @@ def grpo_libero(envs: int, chunks: int, smoke: bool = False) -> int:
     reset()
     t0 = time.perf_counter()
     metrics = ppo_update(policy, opt, batch, adv, [t.instruction for t in suite.tasks],
-                         UpdateSettings(micro_batch_size=2), DistInfo(), torch.Generator().manual_seed(0), unnorm_key=key)
+                         UpdateSettings(micro_batch_observations=16), DistInfo(), torch.Generator().manual_seed(0), unnorm_key=key)
     sync()
     t_upd = time.perf_counter() - t0
     upd_peak = peak()

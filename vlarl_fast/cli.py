@@ -73,10 +73,13 @@ def _train(args) -> int:
 
 
 def _resolve_policy_dir(path: Path) -> Path:
+    """An official policy dir, or a training checkpoint dir (its policy/ and sharded state/)."""
     if (path / "config.json").is_file():
         return path
     if path.name == "latest" and path.is_file():
         path = path.parent / path.read_text().strip()
+    if (path / "state" / ".metadata").is_file() and (path / "policy" / "config.json").is_file():
+        return path
     if (path / "policy" / "config.json").is_file():
         return path / "policy"
     if (path / "checkpoints" / "latest").is_file():
@@ -113,6 +116,31 @@ def _eval(args) -> int:
     for path in result["result_files"] + result.get("video_paths", []):
         print(f"  wrote {path}")
     return 0
+
+
+def _export(args) -> int:
+    from vlarl_fast.rl.checkpoint import export_pretrained, latest_checkpoint
+
+    path = Path(args.checkpoint)
+    if path.name == "latest" and path.is_file():
+        path = path.parent / path.read_text().strip()
+    if not (path / "state").is_dir() and (path / "checkpoints").is_dir():
+        found = latest_checkpoint(path, log=lambda message: print(message, file=sys.stderr))
+        if found is None:
+            raise FileNotFoundError(f"export: {path} holds no complete checkpoint")
+        path = found
+    if not (path / "state").is_dir():
+        raise FileNotFoundError(f"export: {path} is not a training checkpoint (no state/ there) nor a run dir")
+    dtype = {"bfloat16": torch_dtype("bfloat16"), "float32": torch_dtype("float32")}[args.dtype]
+    out = export_pretrained(path, args.out_dir, dtype=dtype)
+    print(f"exported {path} to {out} (official OpenVLA-OFT layout, {args.dtype})")
+    return 0
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return getattr(torch, name)
 
 
 def load_benchmark(name: str):
@@ -197,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default=None, help="where the results JSON/Markdown go (default run.out_dir/eval)")
     p.add_argument("overrides", nargs="*", help="section.field=value")
     p.set_defaults(func=_eval)
+    p = sub.add_parser("export", help="a training checkpoint's policy in the official OpenVLA-OFT HF layout")
+    p.add_argument("checkpoint", help="a checkpoint dir (checkpoints/step_N), checkpoints/latest, or a run dir")
+    p.add_argument("out_dir", help="where to write config.json, safetensors, statistics and tokenizer")
+    p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16",
+                   help="tensor dtype of the release (default bfloat16, as the official checkpoints)")
+    p.set_defaults(func=_export)
     p = sub.add_parser("bench", help="benchmarks (default: engine)")
     p.add_argument("name", nargs="?", default="engine", choices=BENCHMARKS)
     p.add_argument("--smoke", action="store_true", help="a few-second version")

@@ -40,6 +40,8 @@ CASES = [
     (["train", "env.tasks=[reach_purple]"], "env.tasks"),
     (["bench", "kernels", "--suite", "libero_spatial"], "--suite"),
     (["bench", "warp"], "warp"),
+    (["export", "/nonexistent/ckpt", "/tmp/out"], "/nonexistent/ckpt"),
+    (["export", "x", "y", "--dtype", "float16"], "--dtype"),
     (["launch"], "launch"),
 ]
 

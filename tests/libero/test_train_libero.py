@@ -59,7 +59,7 @@ def crafted(tmp_path_factory, get_scene):
 def _overrides(ckpt: Path, out_dir: Path, num_envs: int) -> list[str]:
     return ["--recipe", "libero_spatial", f"policy.init={ckpt}", "env.tasks=[0,1]", "grpo.seed_pool=[0,1]",
             "grpo.group_size=4", "grpo.groups_per_iteration=4", f"env.num_envs={num_envs}", "grpo.iterations=2",
-            "grpo.max_sample_rounds=1", "grpo.filter_groups=false", "grpo.micro_batch_size=4", "grpo.lr=1e-3",
+            "grpo.max_sample_rounds=1", "grpo.filter_groups=false", "grpo.micro_batch_observations=16", "grpo.lr=1e-3",
             "env.max_chunks=2", "env.image_size=32", "env.num_threads=1", "eval.episodes_per_task=2",
             "eval.every=1", "run.checkpoint_every=1", "run.progress=false", "run.tensorboard=false",
             "run.torch_threads=1", f"run.out_dir={out_dir}"]
@@ -125,10 +125,10 @@ def test_trains_checkpoints_and_rewards_equal_liberos_check(reference_run):
         ckpt = reference_run / "checkpoints" / f"step_{step:06d}"
         assert (ckpt / "policy" / "config.json").is_file() and (ckpt / "trainer_state.pt").is_file()
     assert (reference_run / "checkpoints" / "latest").read_text().strip() == "step_000002"
-    # the saved policy is a loadable OpenVLA-OFT checkpoint with the suite's statistics
-    from vlarl_fast.policy import load_pretrained
+    # the saved policy (sharded state + policy metadata) loads as an OpenVLA-OFT with the suite's statistics
+    from vlarl_fast.rl.checkpoint import load_policy
 
-    policy = load_pretrained(reference_run / "checkpoints" / "step_000002" / "policy", dtype=torch.float32)
+    policy = load_policy(reference_run / "checkpoints" / "step_000002", dtype=torch.float32)
     assert "libero_spatial_no_noops" in policy.norm_stats
 
 

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = [
     "env.num_envs=8", "env.max_chunks=2", "env.image_size=32", "policy.image_size=16",
     "sft.steps=20", "sft.lr=3e-3", "grpo.groups_per_iteration=1", "grpo.group_size=8",
-    "grpo.max_sample_rounds=1", "grpo.filter_groups=false", "grpo.mini_batches=2", "grpo.micro_batch_size=4",
+    "grpo.max_sample_rounds=1", "grpo.filter_groups=false", "grpo.mini_batches=2", "grpo.micro_batch_observations=8",
     "grpo.lr=1e-3", "eval.episodes_per_task=0", "run.torch_threads=1", "run.progress=false",
     "run.tensorboard=false",
 ]

@@ -91,15 +91,14 @@ def test_missing_latest_falls_back(two_checkpoints):
     assert found == two_checkpoints / "step_000002" and "missing" in said
 
 
-@pytest.mark.parametrize("target,damage", [("policy/model.safetensors", "truncate"),
-                                           ("policy/model.safetensors", "flip"),
+@pytest.mark.parametrize("target,damage", [("state/__0_0.distcp", "truncate"),
+                                           ("state/__0_0.distcp", "flip"),
+                                           ("state/.metadata", "delete"),
                                            ("trainer_state.pt", "flip"),
                                            ("policy/config.json", "delete"),
                                            ("manifest.json", "delete")])
 def test_damaged_newest_checkpoint_falls_back_naming_the_file(two_checkpoints, target, damage):
     victim = two_checkpoints / "step_000002" / target
-    if not victim.exists():  # sharded weights: damage the first shard
-        victim = sorted((two_checkpoints / "step_000002" / "policy").glob("*.safetensors"))[0]
     data = victim.read_bytes()
     if damage == "truncate":
         victim.write_bytes(data[: len(data) // 2])

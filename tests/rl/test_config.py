@@ -24,6 +24,12 @@ def test_default_recipe_and_overrides():
     ("env.tasks=[fly_away]", "env.tasks"),
     ("env.backend=gpu", "env.backend"),
     ("grpo.group_size=1", "grpo.group_size"),
+    ("grpo.micro_batch_observations=0", "grpo.micro_batch_observations"),
+    ("grpo.micro_batch_size=4", "grpo.micro_batch_observations"),  # removed: the error names its successor
+    ("grpo.param_dtype=float16", "grpo.param_dtype"),
+    ("grpo.cpu_offload=maybe", "grpo.cpu_offload"),
+    ("grpo.gradient_checkpointing=2", "grpo.gradient_checkpointing"),
+    ("grpo.recompute_old_logp=yes please", "grpo.recompute_old_logp"),
 ])
 def test_bad_values_name_the_field(override, message):
     with pytest.raises(ValueError, match=message.replace(".", r"\.")):

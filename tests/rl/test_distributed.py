@@ -17,7 +17,7 @@ from vlarl_fast.rl.update import UpdateSettings, ppo_update
 from _helpers import INSTRUCTIONS, sampled_batch, tiny_policy
 
 TOLERANCE = 1e-5  # max |param difference|, fp32 (different reduction order across ranks)
-SETTINGS = UpdateSettings(micro_batch_size=4, mini_batches=1, ppo_epochs=1)
+SETTINGS = UpdateSettings(micro_batch_observations=8, mini_batches=1, ppo_epochs=1)
 LR = 1e-3  # large enough that one step moves every parameter visibly
 
 

@@ -28,7 +28,7 @@ LEARN = [
     "env.tasks=[reach_green]", "env.num_envs=32", "env.max_chunks=5", "env.image_size=32",
     "policy.image_size=16", f"sft.demo_seed={EVAL_SEED}", "sft.steps=200", "sft.lr=1e-3",
     "grpo.iterations=18", "grpo.groups_per_iteration=4", "grpo.group_size=8", "grpo.max_sample_rounds=1",
-    "grpo.lr=5e-4", "grpo.ppo_epochs=1", "grpo.mini_batches=2", "grpo.micro_batch_size=16",
+    "grpo.lr=5e-4", "grpo.ppo_epochs=1", "grpo.mini_batches=2", "grpo.micro_batch_observations=32",
     "grpo.filter_groups=true", f"grpo.seed_pool=[{EVAL_SEED}]", "eval.episodes_per_task=1", "eval.repeats=128",
     "eval.greedy=false", "run.checkpoint_every=0", "run.torch_threads=1",
 ]

@@ -216,7 +216,20 @@ def save_pretrained(model: OpenVLAOFT, directory: str | Path, stats: Mapping[str
         (directory / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True))
     checksums = {p.name: _file_sha256(p) for p in sorted(directory.glob("model*.safetensors"))}
     (directory / CHECKSUM_FILE).write_text(json.dumps({"sha256": checksums}, indent=2))
-    (directory / "config.json").write_text(json.dumps(config_to_hf_dict(model.config, stats, model.dtype), indent=2))
+    return save_metadata(model, directory, stats=stats, tokenizer=tokenizer, dtype=model.dtype)
+
+
+def save_metadata(model: OpenVLAOFT, directory: str | Path, stats: Mapping[str, Any] | None = None,
+                  tokenizer: PromptTokenizer | None = None, *, dtype: torch.dtype | None = None) -> Path:
+    """Everything of the official layout but the tensors: config.json, statistics, processor
+    configs, tokenizer and the original checkpoint's remote-code files (`build_from_metadata`
+    reads it back; a training checkpoint keeps its weights sharded next to it)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stats = dict(model.norm_stats if stats is None else stats)
+    tokenizer = model.tokenizer if tokenizer is None else tokenizer
+    dtype = model.dtype if dtype is None else dtype
+    (directory / "config.json").write_text(json.dumps(config_to_hf_dict(model.config, stats, dtype), indent=2))
     (directory / STATS_FILE).write_text(json.dumps(stats, indent=2))
     towers = model.config.vision
     preprocessor = {
@@ -327,19 +340,8 @@ def load_pretrained(directory: str | Path, *, dtype: torch.dtype = torch.bfloat1
     from safetensors import safe_open
 
     directory = Path(directory)
-    if not (directory / "config.json").is_file():
-        raise FileNotFoundError(f"{directory}: no config.json")
-    hf = json.loads((directory / "config.json").read_text())
-    config = config_from_hf_dict(hf, num_images=num_images, use_proprio=use_proprio)
-    stats = json.loads((directory / STATS_FILE).read_text()) if (directory / STATS_FILE).is_file() else hf.get("norm_stats") or {}
-    validate_statistics(stats, config.action_dim)
-    tokenizer = None
-    if (directory / "tokenizer.json").is_file():
-        tokenizer = PromptTokenizer.from_dir(directory, bos_token_id=config.bos_token_id,
-                                             empty_token_id=config.empty_token_id, pad_token_id=config.pad_token_id)
-
-    with torch.device("meta"):
-        model = OpenVLAOFT(config, tokenizer=tokenizer, norm_stats=stats, attn_implementation=attn_implementation)
+    model = _meta_model(directory, num_images, use_proprio, attn_implementation)
+    config = model.config
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     files = {k: f for k, f in _tensor_files(directory).items() if not _IGNORED_BUFFER.search(k)}
     extra_tensors = _read_oft_proprio_projector(directory) if config.use_proprio else {}
@@ -377,6 +379,46 @@ def load_pretrained(directory: str | Path, *, dtype: torch.dtype = torch.bfloat1
     model.source_dir = directory
     _materialise_buffers(model, device)
     return model.eval()
+
+
+def _meta_model(directory: Path, num_images, use_proprio, attn_implementation: str) -> OpenVLAOFT:
+    """The model `config.json` describes, with its statistics and tokenizer, on the meta device."""
+    if not (directory / "config.json").is_file():
+        raise FileNotFoundError(f"{directory}: no config.json")
+    hf = json.loads((directory / "config.json").read_text())
+    config = config_from_hf_dict(hf, num_images=num_images, use_proprio=use_proprio)
+    stats = json.loads((directory / STATS_FILE).read_text()) if (directory / STATS_FILE).is_file() else hf.get("norm_stats") or {}
+    validate_statistics(stats, config.action_dim)
+    tokenizer = None
+    if (directory / "tokenizer.json").is_file():
+        tokenizer = PromptTokenizer.from_dir(directory, bos_token_id=config.bos_token_id,
+                                             empty_token_id=config.empty_token_id, pad_token_id=config.pad_token_id)
+    with torch.device("meta"):
+        return OpenVLAOFT(config, tokenizer=tokenizer, norm_stats=stats, attn_implementation=attn_implementation)
+
+
+def build_from_metadata(directory: str | Path, *, dtype: torch.dtype = torch.float32,
+                        device: str | torch.device = "cpu", attn_implementation: str = "sdpa") -> OpenVLAOFT:
+    """The model of a `save_metadata` directory with uninitialised (allocated, not loaded) tensors,
+    to be filled by the caller (a sharded checkpoint reader)."""
+    directory = Path(directory)
+    model = _meta_model(directory, None, None, attn_implementation)
+    model = empty_like(model, dtype=dtype, device=device)
+    model.source_dir = directory
+    return model
+
+
+def empty_like(model: OpenVLAOFT, *, dtype: torch.dtype, device: str | torch.device) -> OpenVLAOFT:
+    """A model of the same config, statistics and tokenizer with uninitialised `dtype` tensors on
+    `device`, built without materialising any other copy (meta device, then `to_empty`)."""
+    with torch.device("meta"):
+        out = OpenVLAOFT(model.config, tokenizer=model.tokenizer, norm_stats=model.norm_stats,
+                         attn_implementation=model.language_model.config._attn_implementation)
+    out.to_empty(device=device)
+    out.to(dtype)
+    out.source_dir = getattr(model, "source_dir", None)
+    _materialise_buffers(out, device)
+    return out.eval()
 
 
 def _materialise_buffers(model: OpenVLAOFT, device) -> None:

@@ -81,6 +81,8 @@ def as_uint8_frames(images: Any, num_images: int, device: torch.device | str) ->
         raise TypeError(f"images must be uint8 frames, got dtype {frames.dtype}")
     if frames.dim() != 5 or frames.shape[1] != num_images or frames.shape[-1] != 3:
         raise ValueError(f"images must be [B, {num_images}, H, W, 3], got {tuple(frames.shape)}")
+    if torch.device(device).type == "cuda" and frames.device.type == "cpu":
+        frames = frames.pin_memory()  # host -> pinned -> device, asynchronous
     return frames.to(device, non_blocking=True)
 
 

@@ -17,6 +17,9 @@ from pathlib import Path
 import yaml
 
 RECIPE_DIR = Path(__file__).parent
+PARAM_DTYPES = ("auto", "bfloat16", "float32")
+_REMOVED = {"grpo.micro_batch_size": "micro-batches are counted in observations now: set "
+                                     "grpo.micro_batch_observations (SimpleVLA-RL: 16)"}
 
 
 @dataclass
@@ -74,7 +77,17 @@ class GRPOConfig:
     weight_decay: float = 0.01
     ppo_epochs: int = 1
     mini_batches: int = 1
-    micro_batch_size: int = 16
+    # Observations (policy calls) per forward/backward of the update and of the old log-prob pass
+    # (SimpleVLA-RL: traj_mini_batch_size=16); what policy/memory_estimate.py assumes.
+    micro_batch_observations: int = 16
+    # Old log-probs of the PPO ratio recomputed by the training model before the update
+    # (SimpleVLA-RL's order); false: the rollout's own log-probs.
+    recompute_old_logp: bool = True
+    gradient_checkpointing: bool = False  # recompute ViT blocks and Llama layers in backward
+    # Compute dtype of forwards (FSDP2 MixedPrecisionPolicy param_dtype; the rollout replica's dtype):
+    # auto = bfloat16 on CUDA, float32 on CPU. Master weights, gradient reduction and AdamW stay fp32.
+    param_dtype: str = "auto"
+    cpu_offload: bool = False  # FSDP2 CPUOffloadPolicy: parameters, gradients and AdamW state on the host
     clip_low: float = 0.2
     clip_high: float = 0.28
     max_grad_norm: float = 1.0
@@ -149,7 +162,8 @@ class TrainConfig:
         _check(g.weight_decay >= 0, "grpo.weight_decay", ">= 0", g.weight_decay)
         _check(g.ppo_epochs >= 1, "grpo.ppo_epochs", ">= 1", g.ppo_epochs)
         _check(g.mini_batches >= 1, "grpo.mini_batches", ">= 1", g.mini_batches)
-        _check(g.micro_batch_size >= 1, "grpo.micro_batch_size", ">= 1", g.micro_batch_size)
+        _check(g.micro_batch_observations >= 1, "grpo.micro_batch_observations", ">= 1", g.micro_batch_observations)
+        _check(g.param_dtype in PARAM_DTYPES, "grpo.param_dtype", f"one of {PARAM_DTYPES}", g.param_dtype)
         _check(0 < g.clip_low < 1, "grpo.clip_low", "in (0, 1)", g.clip_low)
         _check(g.clip_high > 0, "grpo.clip_high", "> 0", g.clip_high)
         _check(g.max_grad_norm > 0, "grpo.max_grad_norm", "> 0", g.max_grad_norm)
@@ -272,6 +286,8 @@ def _apply(cfg: TrainConfig, dotted: str, value) -> str:
         raise ValueError(f"config section {section_name!r}: expected one of {sorted(sections)}")
     section = getattr(cfg, section_name)
     types = _section_types(type(section))
+    if dotted in _REMOVED:
+        raise ValueError(f"config field {dotted}: removed; {_REMOVED[dotted]}")
     if field_name not in types:
         raise ValueError(f"config field {dotted}: unknown field; {section_name} has {sorted(types)}")
     setattr(section, field_name, _coerce(dotted, types[field_name], value))

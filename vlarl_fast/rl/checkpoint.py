@@ -1,19 +1,27 @@
-"""Checkpoints as a transaction: the policy in its official layout plus everything an exact resume
-needs, verified before it is trusted.
+"""Checkpoints as a transaction, sharded: every rank writes its shard of the weights and of the
+optimizer (`torch.distributed.checkpoint`); resume reads the shards back onto the same or another
+number of ranks; nothing ever gathers the whole model or optimizer on one rank.
 
     <out_dir>/checkpoints/step_000010/
-        policy/                 `vlarl_fast.policy.save_pretrained` (config.json, safetensors, stats, tokenizer)
-        trainer_state.pt        optimizer state (full, unsharded), step, RNG states, config, eval history
+        policy/                 the official layout without tensors (`save_metadata`: config.json,
+                                statistics, processor configs, tokenizer)
+        state/                  DCP: .metadata plus one __<rank>_0.distcp per rank, holding
+                                {"model": sharded parameters (fp32 master), "optim": sharded AdamW state}
+        trainer_state.pt        step, RNG states, config, eval history (small; rank 0)
         manifest.json           size and sha256 of every file above, written last
     <out_dir>/checkpoints/latest   text file naming the newest complete checkpoint
 
+`vlarl-fast export <checkpoint> <dir>` (`export_pretrained`) writes the official HF layout
+(`save_pretrained`) for release; `load_policy` reads a checkpoint's policy directly.
+
 A save writes everything into a temporary sibling directory (fsynced), adds the manifest, renames
 the directory into place, and only then replaces `latest` (os.replace, fsynced): a run killed at
-any moment leaves the previous checkpoint or the new one, never a partial one. A failed write (a
-full disk) removes the temporary directory and raises an error naming the file. On resume,
-`latest_checkpoint` verifies the checkpoint `latest` names against its manifest; a dangling or
-corrupt pointer, or a checkpoint whose files no longer match, falls back to the newest complete
-checkpoint that verifies, and says so. Only rank 0 writes; all ranks read.
+any moment leaves the previous checkpoint or the new one, never a partial one. A failed write on any
+rank (a full disk) removes the temporary directory and raises an error naming the file on every
+rank. On resume, `latest_checkpoint` verifies the checkpoint `latest` names against its manifest; a
+dangling or corrupt pointer, or a checkpoint whose files no longer match, falls back to the newest
+complete checkpoint that verifies, and says so. The checkpoint directory must be on a file system
+every rank sees.
 """
 
 from __future__ import annotations
@@ -28,9 +36,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.distributed.checkpoint.api import CheckpointException
 
-from vlarl_fast.policy import load_pretrained, save_pretrained
-from vlarl_fast.rl.distributed import DistInfo, barrier, full_state_dict
+from vlarl_fast.policy.checkpoint import build_from_metadata, save_metadata, save_pretrained
+from vlarl_fast.rl.distributed import DistInfo, barrier
+
+STATE_DIR = "state"
+POLICY_DIR = "policy"
 
 
 def rng_state() -> dict:
@@ -41,14 +53,6 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
-
-
-def _full_optimizer_state(model, optimizer, info: DistInfo) -> dict:
-    if not info.enabled:
-        return optimizer.state_dict()
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
-    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 MANIFEST = "manifest.json"
@@ -104,34 +108,90 @@ def verify_checkpoint(directory: Path) -> str | None:
             return f"{path} has {path.stat().st_size} bytes, the manifest says {meta['bytes']} (truncated?)"
         if _sha256(path) != meta["sha256"]:
             return f"{path} does not match its sha256 in {manifest_path} (corrupted)"
-    for required in ("policy/config.json", "trainer_state.pt"):
+    for required in ("policy/config.json", "trainer_state.pt", "state/.metadata"):
         if required not in files:
             return f"{directory / required} is not in the manifest"
     return None
 
 
+def _state_dicts(model, optimizer) -> dict:
+    """{"model", "optim"}: this rank's shards (FSDP2 DTensors) or, in one process, the tensors."""
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    return {"model": model_sd, "optim": optim_sd}
+
+
+def _agree(error: str | None, info: DistInfo) -> str | None:
+    """The first rank's error, if any rank has one (every rank then raises the same error)."""
+    if not info.enabled:
+        return error
+    import torch.distributed as dist
+
+    errors: list = [None] * info.world_size
+    dist.all_gather_object(errors, error)
+    return next((e for e in errors if e is not None), None)
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The underlying error: DCP's CheckpointException carries each rank's as (exception, trace)."""
+    failures = getattr(exc, "failures", None)
+    if isinstance(failures, dict) and failures:
+        first = next(iter(failures.values()))
+        exc = first[0] if isinstance(first, tuple) else first
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    return exc
+
+
+def _dcp(fn, state: dict, directory: Path, distributed: bool) -> None:
+    """dcp.save / dcp.load, single-process without DCP's notice that it is single-process."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is (disabled, )?unavailable or uninitialized")
+        fn(state, checkpoint_id=str(directory), no_dist=not distributed)
+
+
+def _failure(name: str, where, exc: BaseException) -> str:
+    where = getattr(exc, "filename", None) or where
+    cause = _root_cause(exc)
+    where = getattr(cause, "filename", None) or where
+    reason = getattr(cause, "strerror", None) or " ".join(str(cause).split()) or type(cause).__name__
+    return (f"saving checkpoint {name} failed writing {where}: {reason}; the previous checkpoint "
+            f"(checkpoints/latest) is unchanged")
+
+
 def save_checkpoint(out_dir: str | Path, step: int, model, optimizer, info: DistInfo, *, policy_template,
                     extra: dict) -> Path | None:
-    """Collective (every rank calls it); rank 0 writes. Returns the checkpoint path on rank 0."""
-    weights = full_state_dict(model, info)
-    optim = _full_optimizer_state(model, optimizer, info)
-    path = None
-    error = None
+    """Collective (every rank calls it): each rank writes its shard of `model` (the training model,
+    sharded or not) and `optimizer`; rank 0 writes `policy_template`'s config, statistics and
+    tokenizer (no weights), the trainer state and the manifest. Returns the path on rank 0."""
+    import torch.distributed.checkpoint as dcp
+
+    root = Path(out_dir) / "checkpoints"
+    name = f"step_{step:06d}"
+    tmp = root / f".{name}.tmp"
+    error, path, writing = None, None, root
     if info.is_main:
-        root = Path(out_dir) / "checkpoints"
-        name = f"step_{step:06d}"
-        tmp = root / f".{name}.tmp"
-        writing = root
         try:
             root.mkdir(parents=True, exist_ok=True)
             if tmp.exists():
                 shutil.rmtree(tmp)
-            policy_template.load_state_dict(weights)
-            writing = tmp / "policy"
-            save_pretrained(policy_template, writing, stats=policy_template.norm_stats,
-                            tokenizer=policy_template.tokenizer)
+            writing = tmp / POLICY_DIR
+            save_metadata(policy_template, writing, dtype=torch.float32)
+        except Exception as exc:  # noqa: BLE001 - OSError, torch's and DCP's write errors alike
+            error = _failure(name, writing, exc)
+    error = _agree(error, info)
+    if error is None:
+        writing = tmp / STATE_DIR
+        try:
+            _dcp(dcp.save, _state_dicts(model, optimizer), writing, info.enabled)
+        except (Exception, CheckpointException) as exc:  # noqa: BLE001 - DCP's is a BaseException
+            error = _failure(name, writing, exc)
+        error = _agree(error, info)
+    if error is None and info.is_main:
+        try:
             writing = tmp / "trainer_state.pt"
-            torch.save({"step": step, "optimizer": optim, "rng": rng_state(), **extra}, writing)
+            torch.save({"step": step, "rng": rng_state(), **extra}, writing)
             writing = tmp / MANIFEST
             write_manifest(tmp)
             writing = root / "latest"
@@ -145,14 +205,13 @@ def save_checkpoint(out_dir: str | Path, step: int, model, optimizer, info: Dist
             os.replace(latest_tmp, root / "latest")
             _fsync(root)
             path = final
-        except Exception as exc:  # noqa: BLE001 - OSError, safetensors' and torch's write errors alike
-            shutil.rmtree(tmp, ignore_errors=True)
-            where = getattr(exc, "filename", None) or writing
-            reason = getattr(exc, "strerror", None) or " ".join(str(exc).split())
-            error = (f"saving checkpoint {name} failed writing {where}: {reason}; the previous checkpoint "
-                     f"(checkpoints/latest) is unchanged")
-    barrier(info)
+        except Exception as exc:  # noqa: BLE001
+            error = _failure(name, writing, exc)
+    error = _agree(error, info)
     if error is not None:
+        if info.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        barrier(info)
         raise CheckpointError(error)
     return path
 
@@ -201,8 +260,37 @@ def _say(log, message: str) -> None:
         log(message)
 
 
+def load_policy(path: Path, *, dtype: torch.dtype = torch.float32, device="cpu"):
+    """The policy of a training checkpoint as one unsharded model (one process reads every shard)."""
+    import torch.distributed.checkpoint as dcp
+
+    path = Path(path)
+    model = build_from_metadata(path / POLICY_DIR, dtype=torch.float32, device="cpu")
+    state = {"model": model.state_dict()}
+    try:
+        _dcp(dcp.load, state, path / STATE_DIR, False)
+    except (Exception, CheckpointException) as exc:  # noqa: BLE001 - name the directory
+        raise CheckpointError(f"{path / STATE_DIR}: the sharded weights cannot be read "
+                              f"({' '.join(str(_root_cause(exc)).split())[:300]})") from exc
+    model.load_state_dict(state["model"])
+    return model.to(device=device, dtype=dtype).eval()
+
+
 def load_policy_weights(path: Path) -> dict[str, torch.Tensor]:
-    return load_pretrained(path / "policy", dtype=torch.float32, device="cpu").state_dict()
+    return load_policy(path).state_dict()
+
+
+def export_pretrained(path: str | Path, directory: str | Path, *, dtype: torch.dtype = torch.bfloat16,
+                      max_shard_size: int | str = "5GB") -> Path:
+    """Writes a training checkpoint's policy in the official OpenVLA-OFT HF layout (what
+    `load_pretrained` and the original `AutoModelForVision2Seq` code read), in `dtype`."""
+    path = Path(path)
+    problem = verify_checkpoint(path)
+    if problem is not None:
+        raise CheckpointError(f"export: {problem}")
+    model = load_policy(path, dtype=dtype)
+    return save_pretrained(model, directory, stats=model.norm_stats, tokenizer=model.tokenizer,
+                           max_shard_size=max_shard_size)
 
 
 def load_trainer_state(path: Path) -> dict:
@@ -213,18 +301,18 @@ def load_trainer_state(path: Path) -> dict:
 
 
 def restore(path: Path, model, optimizer, info: DistInfo) -> dict:
-    """Loads weights and optimizer state into the (possibly sharded) model; returns the trainer state."""
-    weights = load_policy_weights(path)
-    state = load_trainer_state(path)
-    if info.enabled:
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                             set_optimizer_state_dict)
+    """Collective: every rank reads its shards of the weights and optimizer state into the (possibly
+    sharded) training model; returns the trainer state."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import set_state_dict
 
-        opts = StateDictOptions(full_state_dict=True)
-        set_model_state_dict(model, weights, options=opts)
-        set_optimizer_state_dict(model, optimizer, state["optimizer"], options=opts)
-    else:
-        model.load_state_dict(weights)
-        optimizer.load_state_dict(state["optimizer"])
+    state = load_trainer_state(path)
+    shards = _state_dicts(model, optimizer)
+    try:
+        _dcp(dcp.load, shards, path / STATE_DIR, info.enabled)
+    except (Exception, CheckpointException) as exc:  # noqa: BLE001
+        raise CheckpointError(f"{path / STATE_DIR}: the sharded state cannot be read "
+                              f"({' '.join(str(_root_cause(exc)).split())[:300]})") from exc
+    set_state_dict(model, optimizer, model_state_dict=shards["model"], optim_state_dict=shards["optim"])
     set_rng_state(state["rng"])
     return state

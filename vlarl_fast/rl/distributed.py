@@ -2,9 +2,11 @@
 
 Launch with `torchrun --nproc-per-node N [--nnodes M ...] -m vlarl_fast.cli train ...` (or without
 torchrun for one process). Backend: NCCL when CUDA is available, gloo otherwise. Every rank runs
-its own engine and a share of the groups; the policy is sharded with FSDP2 (`fully_shard`, bf16
-compute and fp32 gradient reduction on CUDA; fp32 on CPU). Rollouts use an unsharded replica of
-the weights (`sync_rollout_policy`), so ranks need not make the same number of policy calls.
+its own engine and a share of the groups; the policy is sharded with FSDP2 (`fully_shard`: fp32
+master shards, forwards in the compute dtype of `compute_dtype`, bf16 with fp32 gradient reduction
+on CUDA; fp32 on CPU; optional CPU offload). Rollouts use a replica in the compute dtype on the
+rank's device, refreshed tensor by tensor (`sync_rollout_policy`), so ranks need not make the same
+number of policy calls during simulation.
 
 Where a rollout policy's forward is collective (`uses_collectives`: FSDP-sharded modules, whose
 forward all-gathers), every rank must make the same number of policy calls: the decisions that
@@ -85,6 +87,10 @@ def all_reduce_min(value: int, info: DistInfo) -> int:
     return int(t.item())
 
 
+def all_reduce_max(value: int, info: DistInfo) -> int:
+    return -all_reduce_min(-int(value), info)
+
+
 def agree_all(flag: bool, info: DistInfo) -> bool:
     """True when `flag` is true on every rank (all-reduce MIN); `flag` itself alone."""
     return bool(all_reduce_min(int(bool(flag)), info))
@@ -140,17 +146,38 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def parallelize(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
+def compute_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The forward dtype for config `grpo.param_dtype`: auto = bfloat16 on CUDA, float32 elsewhere."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtypes = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+    if name not in dtypes:
+        raise ValueError(f"param_dtype: expected 'auto', 'bfloat16' or 'float32', got {name!r}")
+    return dtypes[name]
+
+
+def parallelize(model: torch.nn.Module, info: DistInfo, *, param_dtype: torch.dtype | None = None,
+                cpu_offload: bool = False) -> torch.nn.Module:
     """FSDP2 from outside the model: each decoder layer and each vision block is its own unit,
-    then the root. A no-op for a single process."""
+    then the root. The sharded parameters (the master weights AdamW updates) stay float32; with
+    `param_dtype` bf16 the forward runs on bf16 copies (MixedPrecisionPolicy) and gradients are
+    reduced in float32. `param_dtype` None: bf16 on CUDA, float32 on CPU. `cpu_offload`: parameters,
+    gradients and optimizer state live on the host between uses (CPUOffloadPolicy). A no-op for a
+    single process."""
+    if cpu_offload and (not info.enabled or device_for(info).type != "cuda"):
+        raise ValueError("config field grpo.cpu_offload: needs FSDP2 on CUDA GPUs (torchrun with CUDA); "
+                         "without a GPU the parameters and optimizer state already live on the host")
     if not info.enabled:
         return model
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
-    mp = None
-    if torch.cuda.is_available():
-        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-    kwargs = {"mp_policy": mp} if mp is not None else {}
+    if param_dtype is None:
+        param_dtype = compute_dtype("auto", device_for(info))
+    kwargs = {}
+    if param_dtype != torch.float32:
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+    if cpu_offload:
+        kwargs["offload_policy"] = CPUOffloadPolicy()
     for layer in model.language_model.model.layers:
         fully_shard(layer, **kwargs)
     for tower in (model.vision_backbone.featurizer, model.vision_backbone.fused_featurizer):
@@ -172,8 +199,26 @@ def full_state_dict(model: torch.nn.Module, info: DistInfo) -> dict[str, torch.T
     return {k: v.detach().cpu() for k, v in state.items()}
 
 
+@torch.no_grad()
 def sync_rollout_policy(train_model: torch.nn.Module, rollout_model: torch.nn.Module, info: DistInfo) -> None:
-    """Copies the (sharded) training weights into the unsharded rollout replica."""
+    """Copies the (sharded) training weights into the rollout replica, one tensor at a time: each
+    rank casts its shard to the replica's dtype on the replica's device and all-gathers it straight
+    into place, so no rank ever holds more than one full tensor beyond the replica (never a full
+    fp32 copy of the model). Collective."""
     if rollout_model is train_model:
         return
-    rollout_model.load_state_dict(full_state_dict(train_model, info))
+    from torch.distributed.tensor import DTensor
+
+    targets = rollout_model.state_dict(keep_vars=True)
+    source = train_model.state_dict()  # sharded DTensors under FSDP2: views, nothing gathered
+    missing = sorted(set(targets) ^ set(source))
+    if missing:
+        raise ValueError(f"sync_rollout_policy: the models differ in tensors {missing[:10]}")
+    for name, value in source.items():
+        dst = targets[name]
+        if isinstance(value, DTensor):
+            local = value.to_local().to(device=dst.device, dtype=dst.dtype)
+            value = DTensor.from_local(local, value.device_mesh, value.placements, shape=value.shape,
+                                       stride=value.stride()).full_tensor()
+        dst.data.copy_(value)
+        del value

@@ -63,7 +63,7 @@ def evaluate(policy, env, eval_set: EvalSet, *, max_chunks: int, temperature: fl
     clips = []
     t0 = time.perf_counter()
     env_steps = 0
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=policy.device).manual_seed(seed)  # sampling draws on the policy's device
     for start in range(0, n_ep, env.num_envs):
         sl = slice(start, min(start + env.num_envs, n_ep))
         want_video = len(clips) < videos

@@ -34,6 +34,10 @@ def build_policy(image_size: int, seed: int, init: str | None = None) -> OpenVLA
     if init:
         from pathlib import Path
 
+        if (Path(init) / "state" / ".metadata").is_file():  # a training checkpoint (sharded weights)
+            from vlarl_fast.rl.checkpoint import load_policy
+
+            return load_policy(Path(init))
         if not (Path(init) / "config.json").is_file():
             raise FileNotFoundError(f"policy.init: {init} is not an OpenVLA-OFT checkpoint directory "
                                     "(no config.json there)")

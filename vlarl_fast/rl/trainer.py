@@ -7,7 +7,6 @@ initial states and rollout samples as the uninterrupted one.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +16,12 @@ import torch
 
 from vlarl_fast.envs.chunk_env import repeat_rows
 from vlarl_fast.envs.suites import make_suite, make_suite_env
+from vlarl_fast.policy.checkpoint import empty_like
 from vlarl_fast.recipes.config import TrainConfig
 from vlarl_fast.rl import checkpoint, grpo
-from vlarl_fast.rl.distributed import (DistInfo, all_reduce_min, all_reduce_sum, init, make_all_done,
-                                       parallelize, rank_cuda_ordinal, sampling_rounds, sync_rollout_policy,
-                                       uses_collectives)
+from vlarl_fast.rl.distributed import (DistInfo, all_reduce_min, all_reduce_sum, compute_dtype, device_for, init,
+                                       make_all_done, parallelize, rank_cuda_ordinal, sampling_rounds,
+                                       sync_rollout_policy, uses_collectives)
 from vlarl_fast.rl.evaluate import evaluate, evaluation_set, results_table, write_results
 from vlarl_fast.rl.logging import MetricLogger
 from vlarl_fast.rl.policy_setup import BUILTIN_UNNORM_KEY, build_policy, suite_cameras
@@ -29,7 +29,7 @@ from vlarl_fast.rl.progress import Progress
 from vlarl_fast.rl.rollout import RolloutTimes, rollout
 from vlarl_fast.rl.sft import sft_dataset, train_sft
 from vlarl_fast.rl.trajectories import TrajectoryBatch
-from vlarl_fast.rl.update import UpdateSettings, ppo_update
+from vlarl_fast.rl.update import UpdateSettings, ppo_update, recompute_old_logprobs
 
 
 def derive_seed(*parts: int) -> int:
@@ -165,17 +165,27 @@ class Trainer:
 
     # ------------------------------------------------------------------ GRPO
     def build_optimizer(self) -> None:
+        """The training model and the rollout policy on this rank's device. Distributed: the policy
+        is sharded in place (FSDP2, fp32 master shards) and the rollout runs a replica in the
+        compute dtype, refreshed by `sync_rollout_policy` (one tensor at a time). One process: one
+        model does both. Called once, after SFT."""
         cfg = self.cfg
-        if self.info.enabled:
-            self.rollout_policy = self.policy
-            self.train_policy = parallelize(copy.deepcopy(self.policy), self.info)
+        g = cfg.grpo
+        device = device_for(self.info)
+        dtype = compute_dtype(g.param_dtype, device)
+        self.policy.gradient_checkpointing_enable(g.gradient_checkpointing)
+        if g.cpu_offload or self.info.enabled:
+            replica = empty_like(self.policy, dtype=dtype, device=device)  # built on meta: no full copy
+            self.train_policy = parallelize(self.policy, self.info, param_dtype=dtype, cpu_offload=g.cpu_offload)
+            self.rollout_policy = replica
+            sync_rollout_policy(self.train_policy, self.rollout_policy, self.info)
         else:
-            self.train_policy = self.rollout_policy = self.policy
+            self.train_policy = self.rollout_policy = self.policy.to(device)
         params = [p for p in self.train_policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.grpo.lr, weight_decay=cfg.grpo.weight_decay)
         self.update_settings = UpdateSettings(
             ppo_epochs=cfg.grpo.ppo_epochs, mini_batches=cfg.grpo.mini_batches,
-            micro_batch_size=cfg.grpo.micro_batch_size, clip_low=cfg.grpo.clip_low,
+            micro_batch_observations=cfg.grpo.micro_batch_observations, clip_low=cfg.grpo.clip_low,
             clip_high=cfg.grpo.clip_high, max_grad_norm=cfg.grpo.max_grad_norm, temperature=cfg.grpo.temperature)
 
     def groups_per_rank(self) -> int:
@@ -195,7 +205,8 @@ class Trainer:
         ep_tasks = [self.tasks[i] for i in np.repeat(task_idx, n)]
         base = ((iteration * cfg.grpo.max_sample_rounds + rnd) * self.info.world_size + self.info.rank) * groups
         group_ids = base + np.repeat(np.arange(groups), n)
-        gen = torch.Generator().manual_seed(derive_seed(cfg.run.seed, 4, iteration, self.info.rank, rnd))
+        gen = torch.Generator(device=self.rollout_policy.device)  # sampling draws on the policy's device
+        gen.manual_seed(derive_seed(cfg.run.seed, 4, iteration, self.info.rank, rnd))
         batch, times = rollout(self.rollout_policy, self.env, ep_tasks, repeat_rows(states, n),
                                task_ids=np.repeat(task_idx, n), group_ids=group_ids, max_chunks=cfg.env.max_chunks,
                                temperature=cfg.grpo.temperature, generator=gen, unnorm_key=self.unnorm_key,
@@ -275,16 +286,23 @@ class Trainer:
 
     def update(self, iteration: int, batch: TrajectoryBatch) -> dict:
         adv = grpo.advantages(batch)
+        if self.cfg.grpo.recompute_old_logp:  # SimpleVLA-RL's order: old log-probs from the training model
+            rollout_logp = batch.logp
+            batch.logp = recompute_old_logprobs(self.train_policy, batch, self.instructions, self.update_settings,
+                                                self.info, unnorm_key=self.unnorm_key)
+            drift = all_reduce_sum([float(np.abs(batch.logp - rollout_logp)[batch.token_mask()].max(initial=0.0))],
+                                   self.info)
         gen = torch.Generator().manual_seed(derive_seed(self.cfg.run.seed, 5, iteration))
         metrics = ppo_update(self.train_policy, self.optimizer, batch, adv, self.instructions,
                              self.update_settings, self.info, gen, unnorm_key=self.unnorm_key)
+        if self.cfg.grpo.recompute_old_logp:
+            metrics["actor/old_logp_drift_max"] = float(drift[0]) / self.info.world_size
         sync_rollout_policy(self.train_policy, self.rollout_policy, self.info)
         return metrics
 
     def save(self, step: int) -> None:
-        template = self.rollout_policy if not self.info.enabled else copy.deepcopy(self.rollout_policy)
         path = checkpoint.save_checkpoint(self.out_dir, step, self.train_policy, self.optimizer, self.info,
-                                          policy_template=template,
+                                          policy_template=self.rollout_policy,
                                           extra={"config": self.cfg.to_dict(), "history": self.history})
         if path is not None:
             self.progress.write(f"[checkpoint] {path}")
@@ -307,16 +325,15 @@ class Trainer:
         self.rollout_policy = self.policy
         t_start = time.perf_counter()
         try:
+            resumed = self.resume_from is not None
+            if not resumed and cfg.sft.enabled and not cfg.policy.init and self.suite.has_demos:
+                self.sft()  # identically on every rank, before the policy is sharded
+                self.policy.eval()
             self.build_optimizer()
-            resumed = self.try_resume()
-            if not resumed:
-                if cfg.sft.enabled and not cfg.policy.init and self.suite.has_demos:
-                    self.sft()
-                    self.policy.eval()
-                    if self.info.enabled:  # SFT ran identically on every rank; shard the result
-                        self.build_optimizer()
-                if cfg.eval.episodes_per_task:
-                    self.evaluate(0, "sft")
+            if resumed:
+                self.try_resume()
+            elif cfg.eval.episodes_per_task:
+                self.evaluate(0, "sft")
             if resumed and self._already_complete():
                 self.progress.write(f"[resume] {self.out_dir} is a complete run (final evaluation at step "
                                     f"{self.start_iteration}); nothing to do")

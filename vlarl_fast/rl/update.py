@@ -1,12 +1,24 @@
 """The GRPO/PPO update over stored trajectories: micro-batched forward/backward, clipped loss.
 
-For every mini-batch (a share of the trajectories, shuffled per epoch): each micro-batch gathers
-the executed chunks of its trajectories, runs one batched `action_logprob` forward (the fused
-action-bin log-prob), scatters the log-probs back to [b, T * 56] and takes
-`kernels.grpo_loss(agg="seq-mean-token-mean")`: per-trajectory token mean, then the mean over
-trajectories. Micro-batch losses are weighted by their share of the global mini-batch (summed over
-ranks; FSDP averages gradients over ranks), gradients are clipped to `max_grad_norm` and AdamW
-steps once per mini-batch.
+Micro-batches are counted in observations (SimpleVLA-RL's `traj_mini_batch_size=16`: 16 policy
+calls per forward/backward), not trajectories, so the activation memory of a forward is bounded
+whatever the episode length (`policy/memory_estimate.py` assumes the same). For every mini-batch
+(a share of the trajectories, shuffled per epoch) the executed chunks of its trajectories are
+listed trajectory by trajectory, chunk by chunk, and split into M nearly equal micro-batches of at
+most `micro_batch_observations` observations; M is the maximum over ranks, so every rank runs the
+same number of FSDP forwards and backwards (a rank with fewer observations than M runs a
+zero-weight forward for each empty micro-batch).
+
+The loss is SimpleVLA-RL's `seq-mean-token-mean` over the global mini-batch: token j of trajectory b
+weighs 1 / (valid tokens of b) / (trajectories in the global mini-batch). Each micro-batch passes its
+observations as rows `[n_obs, 56]` to `kernels.grpo_loss(agg="seq-mean-token-sum")` with those
+weights as the mask, scaled by its share; FSDP averages gradients over ranks, so the sum over all
+micro-batches of all ranks is the single-process loss on the union of the data, however the
+observations are split. Gradients are clipped to `max_grad_norm`, AdamW steps once per mini-batch.
+
+Old log-probs: `recompute_old_logprobs` evaluates the batch with the training model before the
+update (SimpleVLA-RL's order), so the PPO ratio starts at 1 up to the training model's own
+batch-composition noise, whatever precision the rollout ran in.
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ import torch
 
 from vlarl_fast.kernels import grpo_loss
 from vlarl_fast.policy.processor import ModelImages
-from vlarl_fast.rl.distributed import DistInfo, all_reduce_sum
+from vlarl_fast.rl.distributed import DistInfo, all_reduce_max, all_reduce_sum
 from vlarl_fast.rl.trajectories import TrajectoryBatch
 
 
@@ -27,35 +39,84 @@ from vlarl_fast.rl.trajectories import TrajectoryBatch
 class UpdateSettings:
     ppo_epochs: int = 1
     mini_batches: int = 1  # optimizer steps per epoch (the local batch is split evenly)
-    micro_batch_size: int = 8  # trajectories per forward/backward
+    micro_batch_observations: int = 16  # observations (policy calls) per forward/backward
     clip_low: float = 0.2  # ratio lower bound 1 - clip_low = 0.8
     clip_high: float = 0.28  # ratio upper bound 1 + clip_high = 1.28
     max_grad_norm: float = 1.0
     temperature: float = 1.6
 
 
-def micro_batch_loss(model, batch: TrajectoryBatch, adv: torch.Tensor, instructions: list[str],
-                     s: UpdateSettings, unnorm_key: str | None = None):
-    """(loss, stats, entropy_sum, token_count) for one micro-batch of trajectories."""
-    b, t, n_tok = batch.tokens.shape
-    valid = batch.executed > 0  # [b, T] chunks that ran
-    rows, cols = np.nonzero(valid)
+def observation_micro_batches(batch: TrajectoryBatch, traj: np.ndarray, per_micro: int,
+                              info: DistInfo) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The executed chunks of trajectories `traj` (in that order, chunks in time order) as a list
+    of (rows, cols) index arrays, one per micro-batch: M = max over ranks of ceil(n / per_micro)
+    nearly equal parts (collective: every rank calls it with its own batch). Parts may be empty
+    on a rank with fewer observations than M."""
+    if per_micro < 1:
+        raise ValueError(f"micro_batch_observations: expected >= 1, got {per_micro}")
+    valid = batch.executed[traj] > 0  # [len(traj), T]
+    local_rows, cols = np.nonzero(valid)  # row-major: trajectory by trajectory, chunk by chunk
+    rows = np.asarray(traj)[local_rows]
+    n = rows.size
+    m = all_reduce_max(max(-(-n // per_micro), 1), info)
+    bounds = np.linspace(0, n, m + 1).round().astype(np.int64)
+    return [(rows[a:b], cols[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _model_inputs(batch: TrajectoryBatch, rows: np.ndarray, cols: np.ndarray, instructions: list[str]):
     images = ModelImages(torch.from_numpy(batch.images[rows, cols]))  # the rollout's model input, bit for bit
     prompts = [instructions[i] for i in batch.task_ids[rows]]
     tokens = torch.from_numpy(batch.tokens[rows, cols].astype(np.int64))
     proprio = None if batch.proprio is None else torch.from_numpy(batch.proprio[rows, cols])
-    logp_chunks, entropy = model(images, prompts, tokens, proprio, temperature=s.temperature, return_entropy=True,
-                                 unnorm_key=unnorm_key)
-    logp = torch.zeros(b, t, n_tok, dtype=logp_chunks.dtype, device=logp_chunks.device)
-    logp = logp.index_put((torch.from_numpy(rows), torch.from_numpy(cols)), logp_chunks)
+    return images, prompts, tokens, proprio
+
+
+def _placeholder(batch: TrajectoryBatch) -> tuple[np.ndarray, np.ndarray]:
+    """One observation that exists (for a zero-weight forward on an empty micro-batch)."""
+    r, c = np.nonzero(batch.executed > 0)
+    if r.size == 0:
+        return np.zeros(1, np.int64), np.zeros(1, np.int64)
+    return r[:1], c[:1]
+
+
+@torch.no_grad()
+def recompute_old_logprobs(model, batch: TrajectoryBatch, instructions: list[str], s: UpdateSettings,
+                           info: DistInfo, unnorm_key: str | None = None) -> np.ndarray:
+    """float32 [B, T, 56]: the log-probs of the batch's tokens under `model` (the training model),
+    micro-batched like the update; chunks that never ran stay 0. Collective under FSDP."""
+    out = np.zeros_like(batch.logp)
+    was_training = model.training
+    model.eval()
+    try:
+        for rows, cols in observation_micro_batches(batch, np.arange(len(batch)), s.micro_batch_observations, info):
+            empty = rows.size == 0
+            r, c = _placeholder(batch) if empty else (rows, cols)
+            images, prompts, tokens, proprio = _model_inputs(batch, r, c, instructions)
+            logp = model(images, prompts, tokens, proprio, temperature=s.temperature, unnorm_key=unnorm_key)
+            if not empty:
+                out[rows, cols] = logp.float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def micro_batch_loss(model, batch: TrajectoryBatch, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray,
+                     adv: torch.Tensor, instructions: list[str], s: UpdateSettings, unnorm_key: str | None = None):
+    """(loss, stats, entropy_sum, token_count, weight_sum) for the observations (rows, cols):
+    loss = sum over their tokens of weight * clipped surrogate / n_obs (`seq-mean-token-sum` over
+    rows of one observation each), `weights` [B, T, 56] the per-token loss weights (0 = masked)."""
+    images, prompts, tokens, proprio = _model_inputs(batch, rows, cols, instructions)
+    logp, entropy = model(images, prompts, tokens, proprio, temperature=s.temperature, return_entropy=True,
+                          unnorm_key=unnorm_key)
     device = logp.device
-    old = torch.from_numpy(batch.logp).to(device)
-    mask = torch.from_numpy(batch.token_mask()).to(device)
-    loss, stats = grpo_loss(logp.reshape(b, -1), old.reshape(b, -1), adv.to(device), mask.reshape(b, -1),
-                            clip_low=s.clip_low, clip_high=s.clip_high, agg="seq-mean-token-mean")
-    chunk_mask = mask[torch.from_numpy(rows), torch.from_numpy(cols)]
-    ent_sum = (entropy.detach().float() * chunk_mask).sum()
-    return loss, stats, ent_sum, chunk_mask.sum()
+    r, c = torch.from_numpy(rows), torch.from_numpy(cols)
+    old = torch.from_numpy(batch.logp[rows, cols]).to(device)
+    w = torch.from_numpy(weights[rows, cols]).to(device)
+    loss, stats = grpo_loss(logp, old, adv[r].to(device), w, clip_low=s.clip_low, clip_high=s.clip_high,
+                            agg="seq-mean-token-sum")
+    counted = (w > 0).to(entropy.dtype)
+    ent_sum = (entropy.detach().float() * counted).sum()
+    return loss, stats, ent_sum, counted.sum(), w.sum()
 
 
 def ppo_update(model, optimizer, batch: TrajectoryBatch, adv: torch.Tensor, instructions: list[str],
@@ -71,7 +132,13 @@ def ppo_update(model, optimizer, batch: TrajectoryBatch, adv: torch.Tensor, inst
         raise ValueError(f"update.mini_batches: {s.mini_batches} must divide the local batch ({n} trajectories)")
     mb_size = n // s.mini_batches
     global_mb = mb_size * info.world_size
-    sums = torch.zeros(7, dtype=torch.float64)  # loss, clipfrac, ppo_kl, entropy, tokens, grad_norm, steps
+    mask = batch.token_mask()
+    counts = mask.reshape(n, -1).sum(axis=1)
+    # token weight of the seq-mean-token-mean loss, up to the mini-batch's 1 / trajectories
+    weights = (mask / np.maximum(counts, 1)[:, None, None]).astype(np.float32)
+    # loss, clipfrac*w, ppo_kl*w, w, entropy, tokens, time
+    sums = torch.zeros(6, dtype=torch.float64)
+    grad_norms: list[float] = []
     t0 = time.perf_counter()
     model.train()
     for _ in range(s.ppo_epochs):
@@ -79,36 +146,37 @@ def ppo_update(model, optimizer, batch: TrajectoryBatch, adv: torch.Tensor, inst
         for m in range(s.mini_batches):
             idx = order[m * mb_size:(m + 1) * mb_size]
             optimizer.zero_grad(set_to_none=True)
-            for start in range(0, mb_size, s.micro_batch_size):
-                sel = idx[start:start + s.micro_batch_size]
-                micro = batch.select(sel)
-                loss, stats, ent_sum, count = micro_batch_loss(model, micro, adv[sel], instructions, s, unnorm_key)
-                weight = len(sel) * info.world_size / global_mb
-                (loss * weight).backward()
-                frac = len(sel) / mb_size
-                sums[0] += float(loss.detach()) * frac
-                sums[1] += float(stats["clipfrac"]) * frac
-                sums[2] += float(stats["ppo_kl"]) * frac
-                sums[3] += float(ent_sum)
-                sums[4] += float(count)
+            for rows, cols in observation_micro_batches(batch, idx, s.micro_batch_observations, info):
+                empty = rows.size == 0
+                r, c = _placeholder(batch) if empty else (rows, cols)
+                loss, stats, ent_sum, count, wsum = micro_batch_loss(model, batch, r, c, weights, adv,
+                                                                     instructions, s, unnorm_key)
+                share = 0.0 if empty else len(r) * info.world_size / global_mb
+                (loss * share).backward()
+                if not empty:
+                    sums[0] += float(loss.detach()) * len(r) / mb_size
+                    sums[1] += float(stats["clipfrac"]) * float(wsum)
+                    sums[2] += float(stats["ppo_kl"]) * float(wsum)
+                    sums[3] += float(wsum)
+                    sums[4] += float(ent_sum)
+                    sums[5] += float(count)
             grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
                                                        s.max_grad_norm)
             if hasattr(grad_norm, "full_tensor"):
                 grad_norm = grad_norm.full_tensor()
             optimizer.step()
-            sums[5] += float(grad_norm)
-            sums[6] += 1
+            grad_norms.append(float(grad_norm))
     elapsed = time.perf_counter() - t0
-    steps = float(sums[6])
-    reduced = all_reduce_sum(torch.cat([sums[:5], torch.tensor([elapsed])]), info)
+    steps = float(len(grad_norms))
+    reduced = all_reduce_sum(torch.cat([sums, torch.tensor([elapsed])]), info)
     w = info.world_size
     return {
         "actor/pg_loss": float(reduced[0]) / w / steps,
-        "actor/clipfrac": float(reduced[1]) / w / steps,
-        "actor/ppo_kl": float(reduced[2]) / w / steps,
-        "actor/entropy": float(reduced[3] / max(float(reduced[4]), 1.0)),
-        "actor/grad_norm": float(sums[5]) / steps,
-        "perf/update_tokens": float(reduced[4]),
-        "perf/update_tokens_per_s": float(reduced[4]) / max(float(reduced[5]) / w, 1e-9),
+        "actor/clipfrac": float(reduced[1] / max(float(reduced[3]), 1e-30)),
+        "actor/ppo_kl": float(reduced[2] / max(float(reduced[3]), 1e-30)),
+        "actor/entropy": float(reduced[4] / max(float(reduced[5]), 1.0)),
+        "actor/grad_norm": sum(grad_norms) / steps,
+        "perf/update_tokens": float(reduced[5]),
+        "perf/update_tokens_per_s": float(reduced[5]) / max(float(reduced[6]) / w, 1e-9),
         "time/update_s": elapsed,
     }
