@@ -95,6 +95,13 @@ Predicate predicate_from_dict(const py::dict& d) {
   if (d.contains("geoms_b")) p.geoms_b = item<std::vector<int>>(d, "geoms_b");
   if (d.contains("qpos_adr")) p.qpos_adr = item<int>(d, "qpos_adr");
   if (d.contains("threshold")) p.threshold = item<double>(d, "threshold");
+  if (d.contains("size")) {
+    auto v = item<std::vector<double>>(d, "size");
+    if (v.size() != 3) throw py::value_error("size: expected 3 values");
+    for (int i = 0; i < 3; ++i) p.size[i] = v[i];
+  }
+  if (d.contains("below")) p.below = item<double>(d, "below");
+  if (d.contains("above")) p.above = item<double>(d, "above");
   return p;
 }
 
