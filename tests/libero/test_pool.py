@@ -67,7 +67,7 @@ def _check(env, results, want):
 def test_mixed_task_pool_equals_per_task_engines(threads, get_scene, scene_dict):
     tasks, states, actions = _setup(get_scene)
     want = _reference(get_scene, tasks, states, actions)
-    assert want[0][1][0][1] and want[0][1][0][2] == 1  # the solved env stops mid-chunk
+    assert want[0][1][0][1] and want[0][1][0][2] < K  # the solved env stops mid-chunk
     env = LiberoChunkEnv(len(tasks), threads, scenes=scene_dict, **OPTS)
     try:
         assert env.pool.num_threads == threads

@@ -100,6 +100,7 @@ def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_
     if use_proprio and proprio is None:
         raise ValueError("rollout: the policy uses proprio (use_proprio=True) but this env has no robot state")
     times.env_s += time.perf_counter() - t0
+    times.extra["reset_s"] = times.env_s
     out = {"images": None}  # [n, T, num_images, S, S, 3]: the model input, allocated at the first chunk
     out_tokens = np.zeros((n, max_chunks, k * d), dtype=np.uint8)
     out_logp = np.zeros((n, max_chunks, k * d), dtype=np.float32)
