@@ -261,9 +261,7 @@ def run(smoke: bool = False, chunks: int | None = None) -> str:
                      f"{100 * reset_s / (reset_s + episode * chunk_s):.1f}% of a {episode}-chunk episode")
     lines.append("")
     lines.append(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    table = "\n".join(lines)
-    print(table)
-    return table
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -271,7 +269,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="2 tasks x 2 envs, 64 px, 2 chunks")
     parser.add_argument("--chunks", type=int, default=None)
     args = parser.parse_args()
-    run(args.smoke, args.chunks)
+    print(run(args.smoke, args.chunks))
 
 
 if __name__ == "__main__":

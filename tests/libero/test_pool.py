@@ -29,8 +29,18 @@ def _setup(get_scene):
     return tasks, states, rng.uniform(-0.5, 0.5, size=(2, len(tasks), K, 7))
 
 
+_REFERENCE = {}
+
+
 def _reference(get_scene, tasks, states, actions):
-    """Per env: (state, frames after each chunk, success, executed) on its own task engine."""
+    """Per env: (state, frames after each chunk, success, executed) on its own task engine
+    (computed once per session: every test here uses the same episodes)."""
+    if "ref" not in _REFERENCE:
+        _REFERENCE["ref"] = _compute_reference(get_scene, tasks, states, actions)
+    return _REFERENCE["ref"]
+
+
+def _compute_reference(get_scene, tasks, states, actions):
     out = []
     for i, task in enumerate(tasks):
         eng = LiberoTaskEngine(get_scene(task.suite, task.index), 1, 1, **OPTS)

@@ -149,7 +149,11 @@ class Engine(ControlMixin, RenderMixin):
         self._check_open("field")
         view = self._views.get(name)
         if view is None:
-            view = self._views[name] = self._batch.field(name)
+            try:
+                view = self._views[name] = self._batch.field(name)
+            except KeyError:  # the name as repr: one line whatever it contains
+                raise KeyError(f"mjData has no array field named {name!r} (see "
+                               f"Engine.field_names())") from None
         return view
 
     def field_names(self) -> list[str]:
