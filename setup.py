@@ -1,4 +1,7 @@
-"""Builds the native core `vlarl_fast._C` with CMake; everything else is plain Python.
+"""Builds the native modules with CMake; everything else is plain Python.
+
+`vlarl_fast._C` is the physics core (MuJoCo); `vlarl_fast._cpu_kernels` holds the CPU kernels of
+vlarl_fast.kernels and needs no MuJoCo. Both come from one CMake build folder.
 
 setup.py only drives CMake and copies the built module (the layout MuJoCo's bindings use).
 Environment knobs:
@@ -28,7 +31,7 @@ class CMakeExtension(Extension):
 class CMakeBuild(build_ext):
     def build_extension(self, ext: Extension) -> None:
         out_dir = Path(self.get_ext_fullpath(ext.name)).parent.resolve()
-        build_dir = Path(self.build_temp).resolve() / ext.name
+        build_dir = Path(self.build_temp).resolve() / "cmake"
         build_dir.mkdir(parents=True, exist_ok=True)
         cfg = os.environ.get("VLARL_BUILD_TYPE", "Release")
         args = [
@@ -44,7 +47,8 @@ class CMakeBuild(build_ext):
         subprocess.check_call(["cmake", "-S", str(ROOT), "-B", str(build_dir), *args])
         jobs = str(os.cpu_count() or 2)
         subprocess.check_call(
-            ["cmake", "--build", str(build_dir), "--target", "_C", "--parallel", jobs]
+            ["cmake", "--build", str(build_dir), "--target", ext.name.rsplit(".", 1)[-1],
+             "--parallel", jobs]
         )
 
 
@@ -59,7 +63,7 @@ setup(
     packages=packages,
     package_dir={"vlarl_fast.kernels": "kernels"},
     package_data={"vlarl_fast.recipes": ["*.yaml"]},
-    ext_modules=[CMakeExtension("vlarl_fast._C")],
+    ext_modules=[CMakeExtension("vlarl_fast._C"), CMakeExtension("vlarl_fast._cpu_kernels")],
     cmdclass={"build_ext": CMakeBuild},
     install_requires=[
         # robosuite 1.4.0 (LIBERO's pin) breaks on mujoco >= 3.10; 3.3.7 is verified with it.

@@ -8,7 +8,7 @@ Action log-prob, forward + backward, methods measured in the same run:
   simplevla  SimpleVLA-RL's path, the baseline: full-vocabulary logits h W^T, slice [-320:-64],
              / temperature, log-softmax, gather
   fused      vlarl_fast.kernels.action_logprob, CPU path (touches the 256 bin rows only): on a
-             CPU with AVX512-BF16 the native kernels of csrc/core/action_logprob_cpu.cc, else
+             CPU with AVX512-BF16 the native kernels of csrc/kernels/action_logprob_cpu.cc, else
              torch ops (bf16 inputs converted to fp32 512 columns at a time)
   triton     the Triton kernels (CUDA only)
   compiled   torch.compile of simplevla / fused (CUDA only)

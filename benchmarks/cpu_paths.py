@@ -82,7 +82,7 @@ def logprob_path(hidden_dtype: torch.dtype, weight_dtype: torch.dtype | None = N
     if h.device.type != "cpu":
         return f"PyTorch ops on {h.device.type}"
     if native_bf16_applies(h, w):
-        return "native AVX512-BF16 kernels (csrc/core/action_logprob_cpu.cc)"
+        return "native AVX512-BF16 kernels (csrc/kernels/action_logprob_cpu.cc)"
     if hidden_dtype == weight_dtype and hidden_dtype in (torch.float32, torch.float64):
         return f"torch {str(hidden_dtype).removeprefix('torch.')} ops over 128-token chunks"
     return (f"torch fallback: {str(hidden_dtype).removeprefix('torch.')}/"

@@ -1,7 +1,8 @@
 """CPU helpers of the PyTorch path: the native AVX512-BF16 kernels and lazily zeroed gradients.
 
-Native kernels (csrc/core/action_logprob_cpu.h, bound as `vlarl_fast._C`), for bf16 hidden
-states and LM head on CPUs with AVX512-BF16:
+Native kernels (csrc/kernels/action_logprob_cpu.h, bound as `vlarl_fast._cpu_kernels`, loaded by
+_native_loader without MuJoCo or the physics core), for bf16 hidden states and LM head on CPUs
+with AVX512-BF16, on a persistent thread pool (csrc/kernels/task_runner.h):
     bf16_forward(h, w, labels, scale, save_logits=False)
         logp, entropy and the per-token (max, log-sum-exp) of z = scale h w^T, with z formed by
         vdpbf16ps (bf16 products exact in fp32, fp32 accumulation) in per-thread [16, N]
@@ -14,7 +15,7 @@ states and LM head on CPUs with AVX512-BF16:
     f32_bf16_matmul(a, b, out)
         bf16 out = fp32 a @ bf16 b by fp32 FMAs, one rounding at the end: dL/dh = G W_bins and
         dL/dW_bins = G^T h without fp32 copies of W_bins or h and with G kept in fp32.
-They run where the native core is built, the CPU has AVX512-BF16, VLARL_CPU_NATIVE is not 0
+They run where the native kernels are built, the CPU has AVX512-BF16, VLARL_CPU_NATIVE is not 0
 and torch.compile is not tracing (`native_bf16_applies`); action_logprob_chunked falls back to
 torch fp32 matmuls otherwise. Threads: torch.get_num_threads().
 
@@ -29,6 +30,8 @@ import os
 
 import torch
 
+from . import _native_loader
+
 NATIVE_ENV_VAR = "VLARL_CPU_NATIVE"
 
 # Below this size a dense gradient is cheaper to zero-fill than to map lazily.
@@ -36,6 +39,8 @@ LAZY_ZERO_MIN_BYTES = 1 << 20
 
 _native_module = None
 _native_checked = False
+_KERNEL_NAMES = ("action_logprob_bf16_forward", "action_logprob_bf16_grad_logits",
+                 "f32_bf16_gemm", "bf16_kernels_supported")
 
 
 def _plain(t: torch.Tensor) -> bool:
@@ -47,13 +52,9 @@ def _load_native():
     global _native_module, _native_checked
     if not _native_checked:
         _native_checked = True
-        try:
-            from vlarl_fast._native import C
-        except ImportError:
-            C = None
-        names = ("action_logprob_bf16_forward", "action_logprob_bf16_grad_logits",
-                 "f32_bf16_gemm", "bf16_kernels_supported")
-        if C is not None and all(hasattr(C, n) for n in names) and C.bf16_kernels_supported():
+        C = _native_loader.load()
+        if C is not None and all(hasattr(C, n) for n in _KERNEL_NAMES) \
+                and C.bf16_kernels_supported():
             _native_module = C
     return _native_module
 

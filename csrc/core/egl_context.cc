@@ -39,6 +39,8 @@ constexpr EGLenum kEglPlatformDeviceExt = 0x313F;
 constexpr EGLenum kEglPlatformSurfacelessMesa = 0x31DD;
 constexpr EGLint kEglExtensions = 0x3055;
 constexpr EGLint kEglDraw = 0x3059;
+constexpr EGLint kEglCudaDeviceNv = 0x323A;      // EGL_NV_device_cuda
+constexpr EGLint kEglDrmDeviceFileExt = 0x3233;  // EGL_EXT_device_drm
 constexpr EGLint kEglRead = 0x305A;
 
 struct EglApi {
@@ -59,6 +61,8 @@ struct EglApi {
   const char* (*QueryString)(EGLDisplay, EGLint) = nullptr;
   EGLBoolean (*QueryDevicesEXT)(EGLint, EGLDeviceEXT*, EGLint*) = nullptr;
   EGLDisplay (*GetPlatformDisplayEXT)(EGLenum, void*, const EGLint*) = nullptr;
+  EGLBoolean (*QueryDeviceAttribEXT)(EGLDeviceEXT, EGLint, std::intptr_t*) = nullptr;
+  const char* (*QueryDeviceStringEXT)(EGLDeviceEXT, EGLint) = nullptr;
 };
 
 template <typename F>
@@ -103,6 +107,8 @@ EglApi& egl() {
     }
     load(a, a.QueryDevicesEXT, "eglQueryDevicesEXT");
     load(a, a.GetPlatformDisplayEXT, "eglGetPlatformDisplayEXT");
+    load(a, a.QueryDeviceAttribEXT, "eglQueryDeviceAttribEXT");
+    load(a, a.QueryDeviceStringEXT, "eglQueryDeviceStringEXT");
     return a;
   }();
   return api;
@@ -202,6 +208,36 @@ int egl_device_count() {
   EglApi& api = egl();
   if (!api.error.empty()) return 0;
   return static_cast<int>(query_devices(api).size());
+}
+
+std::vector<EglDeviceInfo> egl_devices() {
+  EglApi& api = egl();
+  std::vector<EglDeviceInfo> out;
+  if (!api.error.empty()) return out;
+  const std::vector<EGLDeviceEXT> devices = query_devices(api);
+  for (std::size_t i = 0; i < devices.size(); ++i) {
+    EglDeviceInfo info;
+    info.index = static_cast<int>(i);
+    if (api.QueryDeviceStringEXT) {
+      const char* ext = api.QueryDeviceStringEXT(devices[i], kEglExtensions);
+      if (ext) info.extensions = ext;
+      if (info.extensions.find("EGL_EXT_device_drm") != std::string::npos) {
+        const char* drm = api.QueryDeviceStringEXT(devices[i], kEglDrmDeviceFileExt);
+        if (drm) info.drm_file = drm;
+      }
+    }
+    // only asked of devices that announce the extension: other drivers may set an EGL error
+    if (api.QueryDeviceAttribEXT &&
+        info.extensions.find("EGL_NV_device_cuda") != std::string::npos) {
+      std::intptr_t ordinal = -1;
+      if (api.QueryDeviceAttribEXT(devices[i], kEglCudaDeviceNv, &ordinal) && ordinal >= 0) {
+        info.cuda_device = static_cast<int>(ordinal);
+      }
+    }
+    out.push_back(std::move(info));
+  }
+  api.GetError();  // leave no error behind for the next caller
+  return out;
 }
 
 std::string current_gl_renderer() {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace vlarl {
 
@@ -61,6 +62,18 @@ std::string egl_unavailable_reason(int device_index);
 
 // Number of EGL devices (0 when EGL or EGL_EXT_device_enumeration is missing).
 int egl_device_count();
+
+// One EGL device (EGL_EXT_device_enumeration order) as its driver describes it.
+struct EglDeviceInfo {
+  int index = -1;         // the EGL device index (what EglContext takes); not a CUDA ordinal
+  int cuda_device = -1;   // EGL_CUDA_DEVICE_NV (EGL_NV_device_cuda, NVIDIA's driver); -1: none
+  std::string extensions;  // the device's own extension string (eglQueryDeviceStringEXT)
+  std::string drm_file;    // EGL_DRM_DEVICE_FILE_EXT ("" when the driver gives none)
+};
+
+// Every EGL device with its CUDA ordinal where the driver reports one (empty when EGL or
+// EGL_EXT_device_enumeration is missing). Devices of other drivers (Mesa) have cuda_device -1.
+std::vector<EglDeviceInfo> egl_devices();
 
 // "<GL_RENDERER> | <GL_VERSION>" of the context current on the calling thread ("" if none).
 std::string current_gl_renderer();

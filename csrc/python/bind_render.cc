@@ -38,6 +38,22 @@ void bind_render(py::module_& m) {
   m.def("egl_unavailable_reason", &egl_unavailable_reason, py::arg("device") = -1,
         "'' when an EGL display can be initialised on that device (-1: any), else why not.");
   m.def("egl_device_count", &egl_device_count);
+  m.def(
+      "egl_devices",
+      [] {
+        py::list out;
+        for (const EglDeviceInfo& d : egl_devices()) {
+          py::dict row;
+          row["index"] = d.index;
+          row["cuda_device"] = d.cuda_device;
+          row["extensions"] = d.extensions;
+          row["drm_file"] = d.drm_file;
+          out.append(row);
+        }
+        return out;
+      },
+      "Every EGL device: {index, cuda_device (EGL_CUDA_DEVICE_NV; -1: none), extensions, "
+      "drm_file}, in EGL's enumeration order.");
 
   py::class_<BatchRenderer, RendererPtr>(m, "BatchRenderer")
       .def(py::init([](std::shared_ptr<EnvBatch> batch, std::vector<std::string> cameras,

@@ -16,7 +16,6 @@ void bind_env_batch(pybind11::module_& m);
 void bind_render(pybind11::module_& m);
 void bind_control(pybind11::module_& m);
 void bind_cuda(pybind11::module_& m);
-void bind_kernels(pybind11::module_& m);
 void bind_chunk_pool(pybind11::module_& m);
 
 // A chunk call's output buffers (numpy arrays owned by the Python layer), checked against the

@@ -37,6 +37,10 @@ class EnvConfig:
     # Render without MSAA, shadows and reflections (the engine's fast=True): ~3.5x faster frames
     # on a software renderer; SFT demos and rollouts see the same pixels either way.
     fast_render: bool = False
+    # EGL device index the engines render on. None: this rank's CUDA device (the EGL device whose
+    # EGL_CUDA_DEVICE_NV is it), else $VLARL_EGL_DEVICE / $MUJOCO_EGL_DEVICE_ID; without an
+    # NVIDIA EGL device, EGL's default (vlarl_fast/engine/egl_devices.py). -1: EGL's default.
+    egl_device: int | None = None
     # Rollout schedule (vlarl_fast.rl.rollout): lockstep | pipelined (the env simulates one half
     # of the envs while the policy infers the other's chunk; LIBERO) | auto (pipelined where the
     # env supports it). docs/rollout.md has the measurements behind the default.
@@ -164,6 +168,9 @@ class TrainConfig:
         _check(0 <= g.accuracy_lower <= g.accuracy_upper <= 1, "grpo.accuracy_lower/accuracy_upper",
                "0 <= lower <= upper <= 1", (g.accuracy_lower, g.accuracy_upper))
         _check(self.eval.seed_offset >= 0, "eval.seed_offset", ">= 0", self.eval.seed_offset)
+        _check(self.env.egl_device is None or self.env.egl_device >= -1, "env.egl_device",
+               "an EGL device index >= 0, -1 (EGL's default) or null (this rank's CUDA device)",
+               self.env.egl_device)
         if is_libero(self.env.suite):
             self._validate_libero(explicit)
         else:

@@ -5,12 +5,19 @@ torchrun for one process). Backend: NCCL when CUDA is available, gloo otherwise.
 its own engine and a share of the groups; the policy is sharded with FSDP2 (`fully_shard`, bf16
 compute and fp32 gradient reduction on CUDA; fp32 on CPU). Rollouts use an unsharded replica of
 the weights (`sync_rollout_policy`), so ranks need not make the same number of policy calls.
+
+Where a rollout policy's forward is collective (`uses_collectives`: FSDP-sharded modules, whose
+forward all-gathers), every rank must make the same number of policy calls: the decisions that
+set that number are agreed over ranks by all-reduce. `make_all_done` ends a rollout when every
+rank's envs are done (ranks done earlier run padding calls), and `sampling_rounds` runs a
+dynamic-sampling round on every rank as long as any rank still needs groups.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -76,6 +83,56 @@ def all_reduce_min(value: int, info: DistInfo) -> int:
         t = t.to(dev)
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return int(t.item())
+
+
+def agree_all(flag: bool, info: DistInfo) -> bool:
+    """True when `flag` is true on every rank (all-reduce MIN); `flag` itself alone."""
+    return bool(all_reduce_min(int(bool(flag)), info))
+
+
+def agree_any(flag: bool, info: DistInfo) -> bool:
+    """True when `flag` is true on some rank."""
+    return not agree_all(not flag, info)
+
+
+def make_all_done(info: DistInfo) -> Callable[[bool], bool] | None:
+    """The rollout's `all_done` agreement for this process group (None for one process)."""
+    if not info.enabled:
+        return None
+    return lambda local_done: agree_all(local_done, info)
+
+
+def uses_collectives(model: torch.nn.Module) -> bool:
+    """True when a forward of `model` runs collectives (it holds FSDP2-sharded modules)."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover - torch without FSDP2
+        return False
+    return any(isinstance(m, FSDPModule) for m in model.modules())
+
+
+def rank_cuda_ordinal(info: DistInfo) -> int | None:
+    """This rank's CUDA device ordinal (the one `device_for` uses), None without CUDA."""
+    return info.local_rank if torch.cuda.is_available() else None
+
+
+def sampling_rounds(sample: Callable[[int, int], int], need: int, max_rounds: int, info: DistInfo, *,
+                    every_rank_samples: bool) -> tuple[int, int]:
+    """Dynamic sampling: rounds until every rank holds `need` groups, or `max_rounds`.
+
+    `sample(round, missing)` runs one round on this rank and returns how many groups it kept
+    (at most `missing`, which is 0 on a rank that has enough). Every rank runs the same rounds:
+    the stop decision is the all-reduced minimum of the kept counts. With `every_rank_samples`
+    (a collective rollout forward), a rank that has enough still samples in every round the
+    others need; otherwise it skips those rounds. Returns (groups kept here, rounds run)."""
+    kept = rounds = 0
+    for rnd in range(max_rounds):
+        if kept < need or every_rank_samples:
+            kept += sample(rnd, max(need - kept, 0))
+        rounds += 1
+        if all_reduce_min(kept, info) >= need:
+            break
+    return kept, rounds
 
 
 def barrier(info: DistInfo) -> None:

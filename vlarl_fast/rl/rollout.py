@@ -14,12 +14,19 @@ Two schedules (`pipeline=`), with identical results for the same seeds:
   sampling noise of chunk t is drawn once for all n envs (`policy.sampling_noise`), whatever
   the schedule, and every env's rows are its own: each env sees what it sees in lockstep.
 - "auto": pipelined where the env supports it (docs/rollout.md has the measurements).
+
+Under torch.distributed with a rollout policy whose forward is collective (FSDP all-gathers),
+every rank must make the same number of policy calls: pass `all_done`, the agreement over ranks
+(`distributed.make_all_done`). The loop then ends only when every rank's batch is done, and a
+rank whose own envs are all done meanwhile runs padding calls (one row, greedy, results dropped,
+`times.extra["padding_calls"]`) to keep the collectives in step. Such a rollout runs lockstep.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -71,10 +78,14 @@ def _recv_rows(env, rows: np.ndarray, inbox: dict) -> ChunkResult:
 def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_chunks: int,
             temperature: float, greedy: bool = False, generator: torch.Generator | None = None,
             record_video: bool = False, unnorm_key: str | None = None,
-            pipeline: str = "lockstep") -> tuple[TrajectoryBatch, RolloutTimes]:
+            pipeline: str = "lockstep",
+            all_done: Callable[[bool], bool] | None = None) -> tuple[TrajectoryBatch, RolloutTimes]:
     """Runs len(tasks) episodes on env slots 0..n-1 from `states` (any `vlarl_fast.envs.chunk_env.
     ChunkEnv`); returns their trajectories. `unnorm_key` picks the policy's action statistics;
     `pipeline` the schedule (module docstring).
+
+    `all_done(local_done) -> bool`: True when every rank is done (see the module docstring);
+    None: this process decides alone.
 
     With `record_video`, `times.extra["video"]` is, per episode, every frame the policy saw
     (first camera) and the episode's final state (rendered with `env.render` where the env has
@@ -85,7 +96,7 @@ def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_
         raise ValueError(f"rollout: {n} episodes need as many env slots, the env has {env.num_envs}")
     if len(states) != n:
         raise ValueError(f"rollout: states must have {n} rows (one per task), got {len(states)}")
-    schedule = resolve_pipeline(pipeline, env, n)
+    schedule = resolve_pipeline(pipeline, env, n) if all_done is None else "lockstep"
     cfg = policy.config
     k, d = cfg.chunk_len, cfg.action_dim
     times = RolloutTimes()
@@ -155,11 +166,20 @@ def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_
                     video[i].append(frame[0].copy())
 
     used = 0
+    padding_calls = 0
     if schedule == "lockstep":
         for t in range(max_chunks):
             active = ids[~done]
-            if active.size == 0:
+            if (all_done(active.size == 0) if all_done is not None else active.size == 0):
                 break
+            if active.size == 0:  # other ranks still roll out: one dropped call keeps collectives in step
+                t0 = time.perf_counter()
+                policy.sample_actions(policy.model_images(frames[:1]), list(instructions[:1]),
+                                      None if proprio is None else proprio[:1], temperature=temperature,
+                                      greedy=True, unnorm_key=unnorm_key)
+                times.policy_s += time.perf_counter() - t0
+                padding_calls += 1
+                continue
             used = t + 1
             actions = infer(active, t)
             t0 = time.perf_counter()
@@ -198,6 +218,7 @@ def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_
                 live[s] = launch(s)
     if record_video:
         times.extra["video"] = [np.stack(clip) for clip in video]
+    times.extra["padding_calls"] = padding_calls
     times.env_steps = int(executed.sum())
     out_images = out["images"]
     if out_images is None:  # max_chunks == 0: no policy call

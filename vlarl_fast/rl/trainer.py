@@ -19,8 +19,9 @@ from vlarl_fast.envs.chunk_env import repeat_rows
 from vlarl_fast.envs.suites import make_suite, make_suite_env
 from vlarl_fast.recipes.config import TrainConfig
 from vlarl_fast.rl import checkpoint, grpo
-from vlarl_fast.rl.distributed import (DistInfo, all_reduce_min, all_reduce_sum, init, parallelize,
-                                       sync_rollout_policy)
+from vlarl_fast.rl.distributed import (DistInfo, all_reduce_min, all_reduce_sum, init, make_all_done,
+                                       parallelize, rank_cuda_ordinal, sampling_rounds, sync_rollout_policy,
+                                       uses_collectives)
 from vlarl_fast.rl.evaluate import evaluate, evaluation_set, results_table, write_results
 from vlarl_fast.rl.logging import MetricLogger
 from vlarl_fast.rl.policy_setup import BUILTIN_UNNORM_KEY, build_policy, suite_cameras
@@ -60,6 +61,7 @@ class Trainer:
         self.policy = build_policy(cfg.policy.image_size, cfg.run.seed, cfg.policy.init)
         self.unnorm_key = self.suite.unnorm_key(self.policy.norm_stats)
         k = self.policy.config.chunk_len
+        self.choose_render_device()
         self.env = make_suite_env(self.suite, cfg.env.num_envs, max_steps=cfg.env.max_chunks * k,
                                   image_size=cfg.env.image_size, num_threads=cfg.env.num_threads,
                                   backend=cfg.env.backend, fast_render=cfg.env.fast_render,
@@ -80,6 +82,21 @@ class Trainer:
                                        cfg.eval.repeats)
         self.history: list[dict] = []
         self.start_iteration = 0
+
+    def choose_render_device(self) -> None:
+        """This rank renders on the EGL device that is its CUDA device (or env.egl_device /
+        $VLARL_EGL_DEVICE); without an NVIDIA EGL device, on EGL's default (said once)."""
+        from vlarl_fast.engine.egl_devices import apply_rank_egl_device
+
+        say = (lambda line: print(line, flush=True)) if self.info.is_main else (lambda line: None)
+        self.egl_choice = apply_rank_egl_device(
+            rank_cuda_ordinal(self.info), self.cfg.env.egl_device,
+            visible_count=torch.cuda.device_count() if torch.cuda.is_available() else None, log=say)
+
+    def collective_rollout(self) -> bool:
+        """Rollout forwards run collectives (an FSDP-sharded rollout policy): every rank must
+        make the same number of policy calls."""
+        return self.info.enabled and uses_collectives(self.rollout_policy)
 
     def close(self) -> None:
         if self.video_writer is not None:
@@ -129,7 +146,8 @@ class Trainer:
             result = evaluate(self.rollout_policy, self.env, self.eval_set, max_chunks=cfg.env.max_chunks,
                               temperature=cfg.grpo.temperature, greedy=cfg.eval.greedy,
                               seed=derive_seed(cfg.run.seed, 2), videos=cfg.eval.videos if self.info.is_main else 0,
-                              unnorm_key=self.unnorm_key, pipeline=cfg.env.pipeline)
+                              unnorm_key=self.unnorm_key, pipeline=cfg.env.pipeline,
+                              all_done=make_all_done(self.info) if self.collective_rollout() else None)
         record = {"step": step, "label": label, "success": result["success"], "per_task": result["per_task"],
                   "episodes": result["episodes"]}
         self.history.append(record)
@@ -181,7 +199,8 @@ class Trainer:
         batch, times = rollout(self.rollout_policy, self.env, ep_tasks, repeat_rows(states, n),
                                task_ids=np.repeat(task_idx, n), group_ids=group_ids, max_chunks=cfg.env.max_chunks,
                                temperature=cfg.grpo.temperature, generator=gen, unnorm_key=self.unnorm_key,
-                               pipeline=cfg.env.pipeline)
+                               pipeline=cfg.env.pipeline,
+                               all_done=make_all_done(self.info) if self.collective_rollout() else None)
         times.extra["reward_mismatch"] = self.cross_check_rewards(batch)
         return batch, times
 
@@ -199,32 +218,31 @@ class Trainer:
         cfg = self.cfg
         need = self.groups_per_rank()
         kept: list[TrajectoryBatch] = []
-        n_kept = 0
         times = RolloutTimes()
         task_success = np.zeros((len(self.tasks), 2))  # successes, episodes
         sampled_groups = 0
         mismatches = 0
         footprint = 0
         t0 = time.perf_counter()
-        rounds = 0
-        for rnd in range(cfg.grpo.max_sample_rounds):
-            if n_kept < need:
-                batch, rt = self.sample_round(iteration, rnd)
-                times.add(rt)
-                mismatches += rt.extra["reward_mismatch"]
-                footprint = max(footprint, batch.nbytes())
-                np.add.at(task_success[:, 0], batch.task_ids, batch.success)
-                np.add.at(task_success[:, 1], batch.task_ids, 1)
-                sampled_groups += len(np.unique(batch.group_ids))
-                groups = (grpo.accuracy_groups(batch, cfg.grpo.accuracy_lower, cfg.grpo.accuracy_upper)
-                          if cfg.grpo.filter_groups else np.unique(batch.group_ids))
-                groups = groups[: need - n_kept]
-                if groups.size:
-                    kept.append(grpo.keep_groups(batch, groups))
-                    n_kept += groups.size
-            rounds += 1
-            if all_reduce_min(n_kept, self.info) >= need:
-                break
+
+        def one_round(rnd: int, missing: int) -> int:
+            nonlocal times, mismatches, footprint, sampled_groups
+            batch, rt = self.sample_round(iteration, rnd)
+            times.add(rt)
+            mismatches += rt.extra["reward_mismatch"]
+            footprint = max(footprint, batch.nbytes())
+            np.add.at(task_success[:, 0], batch.task_ids, batch.success)
+            np.add.at(task_success[:, 1], batch.task_ids, 1)
+            sampled_groups += len(np.unique(batch.group_ids))
+            groups = (grpo.accuracy_groups(batch, cfg.grpo.accuracy_lower, cfg.grpo.accuracy_upper)
+                      if cfg.grpo.filter_groups else np.unique(batch.group_ids))[:missing]
+            if groups.size:
+                kept.append(grpo.keep_groups(batch, groups))
+            return int(groups.size)
+
+        # every rank runs the same rounds; with collective rollout forwards every rank samples in each
+        n_kept, rounds = sampling_rounds(one_round, need, cfg.grpo.max_sample_rounds, self.info,
+                                         every_rank_samples=self.collective_rollout())
         use = all_reduce_min(n_kept, self.info)  # every rank updates on the same number of groups
         batch = None
         if use > 0:

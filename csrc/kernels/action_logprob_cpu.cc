@@ -1,19 +1,13 @@
 #include "action_logprob_cpu.h"
 
+#include "task_runner.h"
+
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <condition_variable>
 #include <cstring>
-#include <exception>
-#include <functional>
 #include <limits>
-#include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <string>
-#include <system_error>
-#include <thread>
 #include <vector>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -26,62 +20,6 @@ namespace {
 
 // Tokens per task of the forward / grad-logits kernels: their z block [16, N] stays in L1/L2.
 constexpr std::int64_t kTokensPerTask = 16;
-
-// Work shared by the caller and its helper threads. Helpers are detached and hold the job by
-// shared_ptr: a helper that the OS schedules late (a busy machine) finds every task claimed and
-// exits without touching `task`, so the caller never waits for a thread that has not started,
-// only for tasks that are in flight.
-struct Job {
-  std::atomic<std::int64_t> next{0};
-  std::int64_t num_tasks = 0;
-  std::int64_t done = 0;  // guarded by mu
-  const std::function<void(std::int64_t)>* task = nullptr;  // valid until done == num_tasks
-  std::mutex mu;
-  std::condition_variable all_done;
-  std::exception_ptr error;
-};
-
-void work_on(Job& job) {
-  for (std::int64_t t = job.next.fetch_add(1); t < job.num_tasks; t = job.next.fetch_add(1)) {
-    std::exception_ptr error;
-    try {
-      (*job.task)(t);
-    } catch (...) {
-      error = std::current_exception();
-    }
-    std::lock_guard<std::mutex> lock(job.mu);
-    if (error && !job.error) job.error = error;
-    if (++job.done == job.num_tasks) job.all_done.notify_all();
-  }
-}
-
-// Runs task(t) for t in [0, num_tasks) on up to num_threads threads (the caller is one), fewer
-// when there is too little work (below ~2 M multiply-adds per thread, starting one costs more
-// than it saves). Tasks write disjoint outputs, so the result does not depend on the split.
-void run_tasks(std::int64_t num_tasks, std::int64_t work, int num_threads,
-               const std::function<void(std::int64_t)>& task) {
-  const int threads = static_cast<int>(
-      std::min<std::int64_t>({num_threads, num_tasks, std::max<std::int64_t>(1, work >> 21)}));
-  if (threads <= 1) {
-    for (std::int64_t t = 0; t < num_tasks; ++t) task(t);
-    return;
-  }
-  auto job = std::make_shared<Job>();
-  job->num_tasks = num_tasks;
-  job->task = &task;
-  for (int i = 1; i < threads; ++i) {
-    try {
-      std::thread([job] { work_on(*job); }).detach();
-    } catch (const std::system_error&) {
-      break;  // no more threads: the caller does the rest
-    }
-  }
-  work_on(*job);
-  std::unique_lock<std::mutex> lock(job->mu);
-  job->all_done.wait(lock, [&] { return job->done == job->num_tasks; });
-  if (job->error) std::rethrow_exception(job->error);
-}
-
 
 #ifdef VLARL_HAVE_AVX512_BF16_KERNEL
 // GCC 12's intrinsic headers initialise "undefined" vectors from themselves, which -Wall reports

@@ -1,13 +1,21 @@
-// Python face of the CPU kernels of vlarl_fast.kernels (csrc/core/action_logprob_cpu.h). They
-// take raw addresses: the Python wrapper (kernels/cpu_native.py) checks dtypes, devices, shapes
-// and strides of the torch tensors, so this module needs no libtorch. The GIL is released while
-// a kernel runs.
+// The extension module vlarl_fast._cpu_kernels: the Python face of the CPU kernels of
+// vlarl_fast.kernels (csrc/kernels/). It links neither MuJoCo nor the physics core, so that
+// vlarl_fast.kernels loads it (kernels/_native_loader.py) where the engine is absent. The
+// kernels take raw addresses: the Python wrapper (kernels/cpu_native.py) checks dtypes, devices,
+// shapes and strides of the torch tensors, so this module needs no libtorch. The GIL is released
+// while a kernel runs.
 #include <cstdint>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include <pybind11/pybind11.h>
 
-#include "../core/action_logprob_cpu.h"
-#include "bindings.h"
+#include "kernels/action_logprob_cpu.h"
+#include "kernels/task_runner.h"
 
 namespace py = pybind11;
 
@@ -19,9 +27,42 @@ T* ptr(std::uintptr_t address) {
   return reinterpret_cast<T*>(address);
 }
 
-}  // namespace
+// run_tasks on a known workload: task t writes t * t + 1 into its own slot. Returns how many
+// distinct threads ran tasks; throws if any slot is wrong. For tests of the pool (fork safety).
+int task_runner_check(std::int64_t num_tasks, int num_threads) {
+  std::vector<std::int64_t> out(static_cast<std::size_t>(num_tasks), -1);
+  std::mutex mu;
+  std::set<std::thread::id> ids;
+  run_tasks(num_tasks, std::int64_t(1) << 40, num_threads, [&](std::int64_t t) {
+    out[static_cast<std::size_t>(t)] = t * t + 1;
+    std::lock_guard<std::mutex> lock(mu);
+    ids.insert(std::this_thread::get_id());
+  });
+  for (std::int64_t t = 0; t < num_tasks; ++t) {
+    if (out[static_cast<std::size_t>(t)] != t * t + 1) {
+      throw std::runtime_error("task_runner_check: task " + std::to_string(t) + " did not run");
+    }
+  }
+  return static_cast<int>(ids.size());
+}
 
-void bind_kernels(py::module_& m) {
+}  // namespace
+}  // namespace vlarl
+
+PYBIND11_MODULE(_cpu_kernels, m) {
+  using namespace vlarl;
+  m.doc() = "vlarl-fast CPU kernels of vlarl_fast.kernels (no MuJoCo, no physics core)";
+  m.def(
+      "_task_runner_check",
+      [](std::int64_t num_tasks, int num_threads) {
+        py::gil_scoped_release release;
+        return task_runner_check(num_tasks, num_threads);
+      },
+      py::arg("num_tasks"), py::arg("num_threads"),
+      "Runs num_tasks trivial tasks on the kernel pool with num_threads threads; returns the "
+      "number of distinct threads that ran them (tests only).");
+  m.def("_kernel_pool_size", &kernel_pool_size,
+        "Threads of the kernel pool now (0 before the first parallel call; tests only).");
   m.def("bf16_kernels_supported", &bf16_kernels_supported,
         "True when the AVX512-BF16 kernels of the action log-prob can run on this CPU.");
   m.def(
@@ -80,5 +121,3 @@ void bind_kernels(py::module_& m) {
       "out[i, j] = bf16(sum_l a[i, l] b[l, j]): fp32 a [rows, depth] with element strides "
       "(a_si, a_sl), bf16 b [depth, cols] (row stride ldb), fp32 accumulation, bf16 out.");
 }
-
-}  // namespace vlarl

@@ -1,6 +1,7 @@
 // CPU kernels of the fused action log-prob (vlarl_fast.kernels) for bfloat16 hidden states and
-// LM head on CPUs with AVX512-BF16. No Python here: csrc/python/bind_kernels.cc binds them and
-// kernels/cpu_native.py checks the tensors.
+// LM head on CPUs with AVX512-BF16. No Python and no MuJoCo here: csrc/python/kernels/module.cc
+// binds them as vlarl_fast._cpu_kernels and kernels/cpu_native.py checks the tensors. Work is
+// split into tasks run on a persistent thread pool (task_runner.h).
 //
 // Notation: h [T, K] hidden states, w [N, K] the N action-bin rows of the LM head, s = 1 /
 // temperature, z = s h w^T [T, N] the scaled bin logits, per token m = max_b z, S = sum_b
