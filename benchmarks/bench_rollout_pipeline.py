@@ -183,8 +183,9 @@ def _pool_rows(suite, tasks_n, per_task, size, threads, reps, scenes):
     for label, ts, ss in (("single-task pool", single_tasks, single_states), ("mixed-task pool", tasks, states)):
         env = LiberoChunkEnv(n, threads, scenes=scenes, **opts)
         try:
+            env.reset(ss, ts, render=False)  # builds the task engines
             t0 = time.perf_counter()
-            env.reset(ss, ts)
+            env.reset(ss, ts)  # an episode start on built engines, with its frames
             reset_s = time.perf_counter() - t0
             costs[label] = _chunk_cost(lambda: env.step_chunk(acts), reps)
         finally:
