@@ -7,7 +7,7 @@
     torchrun --nproc-per-node 2 -m vlarl_fast.cli train run.out_dir=runs/ddp
     vlarl-fast eval --checkpoint runs/builtin --episodes 50 --videos 4
     vlarl-fast eval --suite libero_spatial --checkpoint <openvla-oft dir> [--episodes 10] [--tasks 0 3]
-    vlarl-fast bench [engine|control|render|kernels|policy|libero|grpo] [--smoke] [--suite libero_spatial]
+    vlarl-fast bench [engine|control|render|kernels|policy|libero|grpo|rollout_pipeline] [--smoke] [--suite libero_spatial]
 
 Overrides are `section.field=value` (see vlarl_fast/recipes/config.py). Errors are one line
 (exit code 2 for bad usage or configuration); `--debug` or VLARL_DEBUG=1 shows the traceback.
@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("engine", "control", "render", "kernels", "policy", "libero", "grpo")
+BENCHMARKS = ("engine", "control", "render", "kernels", "policy", "libero", "grpo", "rollout_pipeline")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

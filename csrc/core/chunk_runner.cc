@@ -171,10 +171,8 @@ void ChunkRunner::record(int env, const mjData* d, const ChunkOutputs& out, int 
   for (std::size_t i = 0; i < nj; ++i) out.joint_pos[row * nj + i] = d->qpos[obs_.joint_qpos[i]];
 }
 
-std::vector<int> ChunkRunner::run(const double* actions, int K, const std::vector<int>& env_ids,
-                                  const ChunkOutputs& out, RenderMode mode,
-                                  const FrameTarget* frames,
-                                  const std::function<void()>& check) {
+void ChunkRunner::check_run_args(int K, const ChunkOutputs& out, RenderMode mode,
+                                 const FrameTarget* frames) const {
   if (K < 1 || K > out.capacity_k) {
     throw std::invalid_argument("K must be in [1, " + std::to_string(out.capacity_k) +
                                 "], got " + std::to_string(K));
@@ -185,64 +183,78 @@ std::vector<int> ChunkRunner::run(const double* actions, int K, const std::vecto
   if (mode == RenderMode::kEvery && !out.frames_every) {
     throw std::invalid_argument("render mode every needs a frames_every buffer");
   }
-  const std::vector<int> ids = batch_->resolve_ids(env_ids);
+}
+
+bool ChunkRunner::run_env(int env, int worker, const double* actions, int K,
+                          const ChunkOutputs& out, RenderMode mode, const FrameTarget* frames) {
   const mjModel* m = batch_->model();
+  const int adim = action_dim();
+  mjData* d = batch_->data(env);
+  bool stopped = success_[env] || batch_->status()[env] != kEnvOk;
+  bool ok = true;
+  int executed = 0;
+  for (int k = 0; k < K; ++k) {
+    // Interrupt or close(): stop between control steps (the controller never stops mid-
+    // action); the call then throws and its records are not returned.
+    if (batch_->cancelled()) return ok;
+    const bool moved = !stopped;
+    if (!stopped) {
+      ControlStepCtx ctx{m, d, &controller_, &states_[env], scratch_[worker].get(),
+                         actions + static_cast<std::size_t>(k) * adim, substeps_, false};
+      std::string error;
+      if (!guarded_call(&control_step, &ctx, &error)) {
+        guarded_reset(m, d, nullptr);
+        batch_->mark(env, kEnvError, error);
+        ok = false;
+        stopped = true;
+      } else {
+        ++executed;
+        if (ctx.unstable) {
+          const std::string warning = take_last_warning();
+          batch_->mark(env, kEnvUnstable, warning.empty() ? "bad qpos/qvel/qacc" : warning);
+          stopped = true;
+        } else if (evaluate_all(predicates_[env], m, d)) {
+          success_[env] = 1;
+          stopped = true;
+        }
+      }
+      batch_->time()[env] = d->time;
+    }
+    record(env, d, out, k);
+    out.done[static_cast<std::size_t>(env) * out.capacity_k + k] = stopped ? 1 : 0;
+    if (mode == RenderMode::kEvery) {
+      const std::size_t row = static_cast<std::size_t>(env) * out.capacity_k + k;
+      if (moved || k == 0) {
+        frames->render(env, worker, out.frames_every + row * frames->frame_bytes);
+      } else {  // nothing moved: repeat the last frame
+        std::memcpy(out.frames_every + row * frames->frame_bytes,
+                    out.frames_every + (row - 1) * frames->frame_bytes, frames->frame_bytes);
+      }
+    }
+  }
+  out.success[env] = success_[env];
+  out.steps[env] = executed;
+  if (mode == RenderMode::kEnd) {
+    if (batch_->cancelled()) return ok;
+    frames->render(env, worker, frames->end_frames + static_cast<std::size_t>(env) *
+                                                         frames->frame_bytes);
+  }
+  return ok;
+}
+
+std::vector<int> ChunkRunner::run(const double* actions, int K, const std::vector<int>& env_ids,
+                                  const ChunkOutputs& out, RenderMode mode,
+                                  const FrameTarget* frames,
+                                  const std::function<void()>& check) {
+  check_run_args(K, out, mode, frames);
+  const std::vector<int> ids = batch_->resolve_ids(env_ids);
   const int adim = action_dim();
   std::vector<std::uint8_t> errored(ids.size(), 0);
   CallLock lock = batch_->lock_call("step_chunk");
   if (check) check();
   batch_->parallel(lock, static_cast<int>(ids.size()), [&](int slot, int worker) {
-    const int env = ids[slot];
-    mjData* d = batch_->data(env);
-    bool stopped = success_[env] || batch_->status()[env] != kEnvOk;
-    int executed = 0;
-    for (int k = 0; k < K; ++k) {
-      // Interrupt or close(): stop between control steps (the controller never stops mid-
-      // action); the call then throws and its records are not returned.
-      if (batch_->cancelled()) return;
-      const bool moved = !stopped;
-      if (!stopped) {
-        ControlStepCtx ctx{m, d, &controller_, &states_[env], scratch_[worker].get(),
-                           actions + (static_cast<std::size_t>(slot) * K + k) * adim, substeps_,
-                           false};
-        std::string error;
-        if (!guarded_call(&control_step, &ctx, &error)) {
-          guarded_reset(m, d, nullptr);
-          batch_->mark(env, kEnvError, error);
-          errored[slot] = 1;
-          stopped = true;
-        } else {
-          ++executed;
-          if (ctx.unstable) {
-            const std::string warning = take_last_warning();
-            batch_->mark(env, kEnvUnstable, warning.empty() ? "bad qpos/qvel/qacc" : warning);
-            stopped = true;
-          } else if (evaluate_all(predicates_[env], m, d)) {
-            success_[env] = 1;
-            stopped = true;
-          }
-        }
-        batch_->time()[env] = d->time;
-      }
-      record(env, d, out, k);
-      out.done[static_cast<std::size_t>(env) * out.capacity_k + k] = stopped ? 1 : 0;
-      if (mode == RenderMode::kEvery) {
-        const std::size_t row = static_cast<std::size_t>(env) * out.capacity_k + k;
-        if (moved || k == 0) {
-          frames->render(env, worker, out.frames_every + row * frames->frame_bytes);
-        } else {  // nothing moved: repeat the last frame
-          std::memcpy(out.frames_every + row * frames->frame_bytes,
-                      out.frames_every + (row - 1) * frames->frame_bytes, frames->frame_bytes);
-        }
-      }
-    }
-    out.success[env] = success_[env];
-    out.steps[env] = executed;
-    if (mode == RenderMode::kEnd) {
-      if (batch_->cancelled()) return;
-      frames->render(env, worker, frames->end_frames + static_cast<std::size_t>(env) *
-                                                           frames->frame_bytes);
-    }
+    const double* a = actions + static_cast<std::size_t>(slot) * K * adim;
+    if (!run_env(ids[slot], worker, a, K, out, mode, frames)) errored[slot] = 1;
   }, "step_chunk");
   std::vector<int> failed;
   for (std::size_t s = 0; s < ids.size(); ++s) {

@@ -103,6 +103,16 @@ class ChunkRunner {
 
   std::uint8_t* episode_success() { return success_.data(); }
 
+  // The pieces of run() for callers that run envs of several runners in one job (ChunkPool).
+  // check_run_args throws std::invalid_argument for arguments run() refuses.
+  void check_run_args(int K, const ChunkOutputs& out, RenderMode mode,
+                      const FrameTarget* frames) const;
+  // One env's chunk (actions: [K, action_dim()]) on pool worker `worker`; the caller holds
+  // the batch's call lock. Returns false when the env hit a MuJoCo error.
+  bool run_env(int env, int worker, const double* actions, int K, const ChunkOutputs& out,
+               RenderMode mode, const FrameTarget* frames);
+  const std::shared_ptr<EnvBatch>& batch() const { return batch_; }
+
  private:
   void record(int env, const mjData* d, const ChunkOutputs& out, int k) const;
 

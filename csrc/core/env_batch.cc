@@ -54,12 +54,21 @@ void make_data(void* p) {
 }  // namespace
 
 EnvBatch::EnvBatch(const mjModel* model, int num_envs, int num_threads) {
+  if (num_threads < 1) {
+    throw std::invalid_argument("num_threads must be >= 1, got " + std::to_string(num_threads));
+  }
+  init(model, num_envs, std::make_shared<ThreadPool>(num_threads));
+}
+
+EnvBatch::EnvBatch(const mjModel* model, int num_envs, std::shared_ptr<ThreadPool> pool) {
+  if (!pool) throw std::invalid_argument("pool is null");
+  init(model, num_envs, std::move(pool));
+}
+
+void EnvBatch::init(const mjModel* model, int num_envs, std::shared_ptr<ThreadPool> pool) {
   if (!model) throw std::invalid_argument("model is null");
   if (num_envs < 1) {
     throw std::invalid_argument("num_envs must be >= 1, got " + std::to_string(num_envs));
-  }
-  if (num_threads < 1) {
-    throw std::invalid_argument("num_threads must be >= 1, got " + std::to_string(num_threads));
   }
   num_envs_ = num_envs;
   CopyModelCtx cm{model, nullptr};
@@ -103,18 +112,8 @@ EnvBatch::EnvBatch(const mjModel* model, int num_envs, int num_threads) {
   time_.assign(num_envs, 0.0);
   messages_.assign(num_envs, "");
   for (int i = 0; i < num_envs; ++i) time_[i] = datas_[i]->time;
-  try {
-    pool_ = std::make_unique<ThreadPool>(num_threads);
-  } catch (...) {
-    for (int i = 0; i < num_envs; ++i) {
-      datas_[i]->buffer = original_buffers_[i];
-      mj_deleteData(datas_[i]);
-    }
-    std::free(block_);
-    mj_deleteModel(model_);
-    throw;
-  }
-  num_threads_ = num_threads;
+  num_threads_ = pool->size();
+  pool_ = std::move(pool);
 }
 
 EnvBatch::~EnvBatch() {
@@ -203,44 +202,75 @@ void EnvBatch::remove_close_hook(const CallLock& lock, int id) {
 
 void EnvBatch::parallel(const CallLock& lock, int n,
                         const std::function<void(int, int)>& fn, const char* what) {
-  ThreadPool& workers = pool(lock);
-  interrupted_.store(false);
-  aborted_.store(false);
+  parallel_many({this}, {&lock}, n, fn, what);
+}
+
+void EnvBatch::parallel_many(const std::vector<EnvBatch*>& batches,
+                             const std::vector<const CallLock*>& locks, int n,
+                             const std::function<void(int, int)>& fn, const char* what) {
+  if (batches.empty() || batches.size() != locks.size()) {
+    throw std::logic_error(std::string(what) + ": parallel_many needs one lock per batch");
+  }
+  EnvBatch* first = batches[0];
+  ThreadPool& workers = first->pool(*locks[0]);
+  for (std::size_t b = 1; b < batches.size(); ++b) {
+    if (&batches[b]->pool(*locks[b]) != &workers) {
+      throw std::invalid_argument(std::string(what) +
+                                  ": the engines of one call must share one thread pool");
+    }
+  }
+  for (EnvBatch* b : batches) {
+    b->interrupted_.store(false);
+    b->aborted_.store(false);
+  }
+  const auto stop_all = [&batches](std::atomic<bool> EnvBatch::*flag) {
+    for (EnvBatch* b : batches) (b->*flag).store(true);
+  };
   ThreadPool::PollFn poll;
-  if (interrupt_check_) {
-    poll = [this] {
-      if (interrupted_.load() || closing_.load()) return true;
+  if (first->interrupt_check_ || batches.size() > 1) {
+    poll = [&] {
+      bool closing = false;
+      for (EnvBatch* b : batches) {
+        if (b->interrupted_.load()) return true;
+        closing = closing || b->closing_.load();
+      }
+      if (closing && batches.size() == 1) return true;
+      if (!first->interrupt_check_) return false;
       bool fired = false;
       try {
-        fired = interrupt_check_();
+        fired = first->interrupt_check_();
       } catch (...) {
-        aborted_.store(true);  // the running tasks stop too; the pool rethrows
+        stop_all(&EnvBatch::aborted_);  // the running tasks stop too; the pool rethrows
         throw;
       }
       if (!fired) return false;
-      interrupted_.store(true);  // workers stop at their next step boundary
+      stop_all(&EnvBatch::interrupted_);  // workers stop at their next step boundary
       return true;
     };
   }
   std::exception_ptr error;
   try {
-    workers.parallel_for(
-        n,
-        [&](int task, int worker) {
-          if (!cancelled()) fn(task, worker);
-        },
-        poll, std::chrono::milliseconds(interrupt_interval_ms_));
+    // One batch: tasks not yet started are skipped once cancelled (with several batches each
+    // task checks its own batch, see ChunkRunner::run_env).
+    const std::function<void(int, int)> guarded = [&](int task, int worker) {
+      if (!first->cancelled()) fn(task, worker);
+    };
+    workers.parallel_for(n, batches.size() == 1 ? guarded : fn, poll,
+                         std::chrono::milliseconds(first->interrupt_interval_ms_));
   } catch (const std::exception&) {  // (a forced unwind, not a std::exception, passes)
     error = std::current_exception();
   }
-  if (interrupted_.exchange(false)) {
-    throw Interrupted(std::string(what) + ": interrupted");
+  bool interrupted = false, closed = false;
+  for (EnvBatch* b : batches) {
+    interrupted = b->interrupted_.exchange(false) || interrupted;
+    closed = closed || b->closing_.load();
+    b->aborted_.store(false);
   }
-  if (closing_.load()) {
+  if (interrupted) throw Interrupted(std::string(what) + ": interrupted");
+  if (closed) {
     throw EngineClosed(std::string(what) +
                        ": the engine was closed during the call (envs keep the steps they ran)");
   }
-  aborted_.store(false);
   if (error) std::rethrow_exception(error);
 }
 

@@ -84,6 +84,10 @@ class EnvBatch {
  public:
   // Copies `model`; the caller keeps ownership of its own model.
   EnvBatch(const mjModel* model, int num_envs, int num_threads);
+  // The same on a thread pool shared with other batches (e.g. one per LIBERO task model, see
+  // chunk_pool.h): their calls run one job at a time on the same workers, and one call may
+  // step envs of several batches (parallel_many). The pool lives while any batch holds it.
+  EnvBatch(const mjModel* model, int num_envs, std::shared_ptr<ThreadPool> pool);
   ~EnvBatch();
   EnvBatch(const EnvBatch&) = delete;
   EnvBatch& operator=(const EnvBatch&) = delete;
@@ -118,6 +122,19 @@ class EnvBatch {
   // the first exception of fn.
   void parallel(const CallLock& lock, int n, const std::function<void(int task, int worker)>& fn,
                 const char* what);
+  // The same over envs of several batches in one job: the caller holds the call lock of every
+  // batch (`locks`, one per batch, same order) and all batches share one pool (else
+  // std::invalid_argument). The first batch's interrupt check polls; when it fires every
+  // batch's running work stops at its next step boundary. After the job: Interrupted, then
+  // EngineClosed if any batch was closed during it, else fn's first exception.
+  static void parallel_many(const std::vector<EnvBatch*>& batches,
+                            const std::vector<const CallLock*>& locks, int n,
+                            const std::function<void(int task, int worker)>& fn, const char* what);
+  // Makes a running call stop at its next step boundary and throw Interrupted, as the
+  // interrupt check does (for a call run on another thread, e.g. ChunkPool's dispatcher).
+  void request_interrupt() { interrupted_.store(true); }
+  // True when the batch steps on `pool` (false once closed).
+  bool uses_pool(const ThreadPool* pool) const { return pool_.get() == pool; }
   // True while the running call should stop at its next step boundary (workers poll it).
   bool cancelled() const {
     return interrupted_.load(std::memory_order_relaxed) ||
@@ -164,6 +181,7 @@ class EnvBatch {
   void require(const CallLock& lock, const char* what) const;
   void unlock_call();         // completes a requested close, then lets the lock go
   void finish_close_locked();
+  void init(const mjModel* model, int num_envs, std::shared_ptr<ThreadPool> pool);
 
 
   mjModel* model_ = nullptr;
@@ -176,7 +194,7 @@ class EnvBatch {
   std::vector<std::uint8_t> status_;
   std::vector<double> time_;
   std::vector<std::string> messages_;
-  std::unique_ptr<ThreadPool> pool_;
+  std::shared_ptr<ThreadPool> pool_;
   int num_threads_ = 0;
 
   std::mutex mu_;                          // the call lock

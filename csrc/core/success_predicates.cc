@@ -1,6 +1,7 @@
 #include "success_predicates.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -68,6 +69,18 @@ void Predicate::validate(const mjModel* m) const {
         }
       }
       return;
+    case PredicateKind::kOnTop:
+      check_object("point", point_type, point_id, m, false);
+      check_object("frame", frame_type, frame_id, m, false);
+      return;
+    case PredicateKind::kSiteUnder:
+    case PredicateKind::kSiteInBox:
+      check_object("point", point_type, point_id, m, false);
+      if (frame_type != ObjectType::kSite) {
+        throw std::invalid_argument("Predicate.frame: this kind needs a site frame");
+      }
+      check_object("frame", frame_type, frame_id, m, false);
+      return;
     case PredicateKind::kJointAbove:
     case PredicateKind::kJointBelow:
       if (qpos_adr < 0 || qpos_adr >= m->nq) {
@@ -108,6 +121,38 @@ bool evaluate(const Predicate& p, const mjModel* m, const mjData* d) {
         }
       }
       return false;
+    case PredicateKind::kOnTop: {
+      const double* x = position(p.point_type, p.point_id, d);
+      const double* f = position(p.frame_type, p.frame_id, d);
+      const double dx = f[0] - x[0], dy = f[1] - x[1];
+      return f[2] <= x[2] && std::sqrt(dx * dx + dy * dy) < p.threshold;
+    }
+    case PredicateKind::kSiteUnder: {
+      const double* x = position(p.point_type, p.point_id, d);
+      const double* o = position(p.frame_type, p.frame_id, d);
+      const double* R = orientation(p.frame_type, p.frame_id, d);
+      const double rel[3] = {x[0] - o[0], x[1] - o[1], x[2] - o[2]};
+      double dd[3];
+      for (int i = 0; i < 3; ++i) {
+        dd[i] = R[i * 3 + 0] * rel[0] + R[i * 3 + 1] * rel[1] + R[i * 3 + 2] * rel[2];
+      }
+      return p.size[2] - p.below < dd[2] && dd[2] < p.size[2] + p.above &&
+             std::fabs(dd[0]) < p.size[0] && std::fabs(dd[1]) < p.size[1];
+    }
+    case PredicateKind::kSiteInBox: {
+      const double* x = position(p.point_type, p.point_id, d);
+      const double* o = position(p.frame_type, p.frame_id, d);
+      const double* R = orientation(p.frame_type, p.frame_id, d);
+      for (int i = 0; i < 3; ++i) {
+        const double t = std::fabs(R[i * 3 + 0] * p.size[0] + R[i * 3 + 1] * p.size[1] +
+                                   R[i * 3 + 2] * p.size[2]);
+        double lb = o[i] - t;
+        const double ub = o[i] + t;
+        if (i == 2) lb -= p.below;
+        if (!(x[i] > lb && x[i] < ub)) return false;
+      }
+      return true;
+    }
     case PredicateKind::kJointAbove:
       return d->qpos[p.qpos_adr] > p.threshold;
     case PredicateKind::kJointBelow:

@@ -95,6 +95,13 @@ Predicate predicate_from_dict(const py::dict& d) {
   if (d.contains("geoms_b")) p.geoms_b = item<std::vector<int>>(d, "geoms_b");
   if (d.contains("qpos_adr")) p.qpos_adr = item<int>(d, "qpos_adr");
   if (d.contains("threshold")) p.threshold = item<double>(d, "threshold");
+  if (d.contains("size")) {
+    auto v = item<std::vector<double>>(d, "size");
+    if (v.size() != 3) throw py::value_error("size: expected 3 values");
+    for (int i = 0; i < 3; ++i) p.size[i] = v[i];
+  }
+  if (d.contains("below")) p.below = item<double>(d, "below");
+  if (d.contains("above")) p.above = item<double>(d, "above");
   return p;
 }
 
@@ -120,6 +127,63 @@ T* checked(py::array& a, const char* name, std::vector<py::ssize_t> shape) {
 }
 
 }  // namespace
+
+ChunkOutputs chunk_outputs_from_py(const ChunkRunner& r, py::array eef_pos, py::array eef_quat,
+                                   py::array gripper_qpos, py::array joint_pos, py::array done,
+                                   py::array success, py::array steps) {
+  const py::ssize_t N = done.shape(0), cap = done.ndim() == 2 ? done.shape(1) : 0;
+  ChunkOutputs out;
+  out.capacity_k = static_cast<int>(cap);
+  out.done = checked<std::uint8_t>(done, "done", {N, cap});
+  out.eef_pos = checked<double>(eef_pos, "eef_pos", {N, cap, 3});
+  out.eef_quat = checked<double>(eef_quat, "eef_quat", {N, cap, 4});
+  out.gripper_qpos = checked<double>(
+      gripper_qpos, "gripper_qpos",
+      {N, cap, static_cast<py::ssize_t>(r.observation().gripper_qpos.size())});
+  out.joint_pos = checked<double>(
+      joint_pos, "joint_pos", {N, cap, static_cast<py::ssize_t>(r.observation().joint_qpos.size())});
+  out.success = checked<std::uint8_t>(success, "success", {N});
+  out.steps = checked<std::int32_t>(steps, "steps", {N});
+  return out;
+}
+
+RenderMode render_target_from_py(int render_mode, py::object renderer, py::object frames_every,
+                                 ChunkOutputs* out, FrameTarget* target,
+                                 std::function<void()>* check, std::shared_ptr<void>* keep) {
+  if (render_mode < 0 || render_mode > 2) {
+    throw py::value_error("render_mode must be 0, 1 or 2, got " + std::to_string(render_mode));
+  }
+  const auto mode = static_cast<RenderMode>(render_mode);
+  if (mode == RenderMode::kNone) return mode;
+#ifdef VLARL_HAVE_RENDERER
+  auto holder = renderer.cast<std::shared_ptr<BatchRenderer>>();
+  BatchRenderer* br = holder.get();
+  if (keep) *keep = holder;
+  *check = [br] { br->check_open("step_chunk"); };  // under the call lock
+  target->frame_bytes = br->frame_bytes();
+  target->end_frames = br->frames();
+  target->render = [br](int env, int worker, std::uint8_t* dst) { br->render_env(env, worker, dst); };
+  if (mode == RenderMode::kEvery) {
+    const py::ssize_t N = static_cast<py::ssize_t>(br->num_envs()), cap = out->capacity_k;
+    py::array fe = frames_every.cast<py::array>();
+    if (!(fe.flags() & py::array::c_style) || !fe.writeable() ||
+        fe.nbytes() != static_cast<py::ssize_t>(N * cap * target->frame_bytes)) {
+      throw py::value_error("frames_every: expected a writeable C-contiguous "
+                            "[N, K, cameras, H, W, 3] uint8 buffer");
+    }
+    out->frames_every = static_cast<std::uint8_t*>(fe.mutable_data());
+  }
+#else
+  (void)renderer;
+  (void)frames_every;
+  (void)out;
+  (void)target;
+  (void)check;
+  (void)keep;
+  throw py::value_error("this build has no renderer: render must be 'none'");
+#endif
+  return mode;
+}
 
 void bind_control(py::module_& m) {
   m.attr("HAVE_CHUNK_RENDER") =
@@ -247,51 +311,12 @@ void bind_control(py::module_& m) {
                                     std::to_string(r.action_dim()) + "]");
             }
             const int K = static_cast<int>(actions.shape(1));
-            const py::ssize_t N = done.shape(0), cap = done.ndim() == 2 ? done.shape(1) : 0;
-            ChunkOutputs out;
-            out.capacity_k = static_cast<int>(cap);
-            out.done = checked<std::uint8_t>(done, "done", {N, cap});
-            out.eef_pos = checked<double>(eef_pos, "eef_pos", {N, cap, 3});
-            out.eef_quat = checked<double>(eef_quat, "eef_quat", {N, cap, 4});
-            out.gripper_qpos = checked<double>(
-                gripper_qpos, "gripper_qpos",
-                {N, cap, static_cast<py::ssize_t>(r.observation().gripper_qpos.size())});
-            out.joint_pos = checked<double>(
-                joint_pos, "joint_pos",
-                {N, cap, static_cast<py::ssize_t>(r.observation().joint_qpos.size())});
-            out.success = checked<std::uint8_t>(success, "success", {N});
-            out.steps = checked<std::int32_t>(steps, "steps", {N});
+            ChunkOutputs out = chunk_outputs_from_py(r, eef_pos, eef_quat, gripper_qpos,
+                                                     joint_pos, done, success, steps);
             FrameTarget target;
             std::function<void()> check;
-            if (render_mode < 0 || render_mode > 2) {
-              throw py::value_error("render_mode must be 0, 1 or 2, got " +
-                                    std::to_string(render_mode));
-            }
-            const auto mode = static_cast<RenderMode>(render_mode);
-            if (mode != RenderMode::kNone) {
-#ifdef VLARL_HAVE_RENDERER
-              auto* br = renderer.cast<BatchRenderer*>();
-              check = [br] { br->check_open("step_chunk"); };  // under the call lock
-              target.frame_bytes = br->frame_bytes();
-              target.end_frames = br->frames();
-              target.render = [br](int env, int worker, std::uint8_t* dst) {
-                br->render_env(env, worker, dst);
-              };
-              if (mode == RenderMode::kEvery) {
-                py::array fe = frames_every.cast<py::array>();
-                if (!(fe.flags() & py::array::c_style) || !fe.writeable() ||
-                    fe.nbytes() != static_cast<py::ssize_t>(N * cap * target.frame_bytes)) {
-                  throw py::value_error("frames_every: expected a writeable C-contiguous "
-                                        "[N, K, cameras, H, W, 3] uint8 buffer");
-                }
-                out.frames_every = static_cast<std::uint8_t*>(fe.mutable_data());
-              }
-#else
-              (void)renderer;
-              (void)frames_every;
-              throw py::value_error("this build has no renderer: render must be 'none'");
-#endif
-            }
+            const auto mode = render_target_from_py(render_mode, renderer, frames_every, &out,
+                                                    &target, &check, nullptr);
             const double* acts = actions.data();
             return without_gil([&] { return r.run(acts, K, ids, out, mode, &target, check); });
           },

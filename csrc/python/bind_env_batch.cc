@@ -9,6 +9,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "../core/chunk_pool.h"
 #include "../core/env_batch.h"
 #include "../core/mujoco_guard.h"
 #include "../core/raw_timing.h"
@@ -157,6 +158,19 @@ void bind_env_batch(py::module_& m) {
              return b;
            }),
            py::arg("model_address"), py::arg("num_envs"), py::arg("num_threads"))
+      .def(py::init([](std::uintptr_t model_address, int num_envs,
+                       const std::shared_ptr<ChunkPool>& pool) {
+             if (model_address == 0) throw py::value_error("model address is null");
+             if (pool->closed()) throw EngineClosed("EnvBatch: the pool is closed");
+             const auto* model = reinterpret_cast<const mjModel*>(model_address);
+             BatchPtr b = without_gil([&] {
+               return holder_releasing_gil(new EnvBatch(model, num_envs, pool->threads()));
+             });
+             b->set_interrupt_check(&python_signals_pending);
+             return b;
+           }),
+           py::arg("model_address"), py::arg("num_envs"), py::arg("pool"),
+           "An EnvBatch on a ChunkPool's shared worker threads.")
       .def("close", [](EnvBatch& b) { without_gil([&] { b.close(); }); },
            "Stops a running call at its next step boundary, waits for it, frees the GL "
            "contexts and the workers. Views keep the memory alive.")

@@ -6,6 +6,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include "../core/chunk_runner.h"
 #include "../core/env_batch.h"
 
 namespace vlarl {
@@ -15,6 +16,20 @@ void bind_env_batch(pybind11::module_& m);
 void bind_render(pybind11::module_& m);
 void bind_control(pybind11::module_& m);
 void bind_cuda(pybind11::module_& m);
+void bind_chunk_pool(pybind11::module_& m);
+
+// A chunk call's output buffers (numpy arrays owned by the Python layer), checked against the
+// runner: done [N, K_cap] uint8, eef_pos [N, K_cap, 3], ... (bind_control.cc).
+ChunkOutputs chunk_outputs_from_py(const ChunkRunner& r, pybind11::array eef_pos,
+                                   pybind11::array eef_quat, pybind11::array gripper_qpos,
+                                   pybind11::array joint_pos, pybind11::array done,
+                                   pybind11::array success, pybind11::array steps);
+// The render target of a chunk call (render_mode 0 none, 1 end, 2 every) from a BatchRenderer
+// (or None); `keep` (optional) receives a reference that keeps the renderer alive.
+RenderMode render_target_from_py(int render_mode, pybind11::object renderer,
+                                 pybind11::object frames_every, ChunkOutputs* out,
+                                 FrameTarget* target, std::function<void()>* check,
+                                 std::shared_ptr<void>* keep);
 
 // Env ids from an optional int array: None -> {} (all envs).
 std::vector<int> ids_from_py(const pybind11::object& env_ids);

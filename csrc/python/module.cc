@@ -22,4 +22,5 @@ PYBIND11_MODULE(_C, m) {
   vlarl::bind_render(m);
   vlarl::bind_control(m);
   vlarl::bind_cuda(m);
+  vlarl::bind_chunk_pool(m);
 }

@@ -23,6 +23,9 @@ CASES = {
                 "limit: raw mj_step"]),
     "grpo-libero": ((("grpo", "--suite", "libero_spatial", "--smoke"), 360),
                     ["GRPO iteration on libero_spatial", "paths: vlarl-fast model ", "action log-prob: "]),
+    "rollout-pipeline": ((("rollout_pipeline", "--smoke"), 420),
+                         ["tiny   lockstep", "tiny   pipelined", "device pipelined", "mixed-task pool",
+                          "per-task engines", "episode start"]),
 }
 
 

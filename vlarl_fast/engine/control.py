@@ -187,7 +187,8 @@ class ControlMixin:
         `predicates`: one predicate or a sequence of them. An empty sequence disables success
         and early stopping. Takes effect from the next step."""
         self._require_control("set_success")
-        accepted = ("a predicate (InRegion, InContact, JointAbove, JointBelow from "
+        accepted = ("a predicate (InRegion, InContact, JointAbove, JointBelow, OnTop, SiteUnder, "
+                    "SiteInBox from "
                     "vlarl_fast.engine.predicates) or a list of them")
         if callable(getattr(predicates, "resolve", None)):
             preds = [predicates]

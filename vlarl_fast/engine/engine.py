@@ -65,22 +65,35 @@ class Engine(ControlMixin, RenderMixin):
         num_envs: number of environments N, an int in [1, 2**31 - 1] (and the envs' memory must
             fit in RAM).
         num_threads: worker threads, an int in [1, 1024] (default: min(N, os.cpu_count())).
+        pool: an `EnginePool` whose worker threads the engine shares (then num_threads is the
+            pool's); engines of different models on one pool step as one native job
+            (vlarl_fast.engine.pool).
 
     The engine steps synchronously (`step`); every env ends the call in the state its own
     controls lead to, independent of the thread count.
     """
 
     def __init__(self, model, num_envs: int, num_threads: int | None = None, *,
-                 cameras=None, height: int = 256, width: int = 256, **render_options):
+                 cameras=None, height: int = 256, width: int = 256, pool=None,
+                 **render_options):
         mj_model = _load_model(model)
         num_envs = int_arg("num_envs", num_envs, 1)
+        if pool is not None:
+            if num_threads is not None and int(num_threads) != pool.num_threads:
+                raise ValueError(f"num_threads={num_threads} differs from the pool's "
+                                 f"{pool.num_threads} threads; pass one or the other")
+            num_threads = pool.num_threads
         if num_threads is None:
             num_threads = min(num_envs, os.cpu_count() or 1, MAX_THREADS)
         num_threads = int_arg("num_threads", num_threads, 1, MAX_THREADS)
         if num_envs > 64:  # each env's mjData buffer is written twice while the block is built
             check_fits_in_memory(f"num_envs={num_envs}",
                                  2 * num_envs * mujoco.MjData(mj_model).nbuffer)
-        self._batch = C.EnvBatch(mj_model._address, num_envs, num_threads)
+        self._pool = pool
+        if pool is None:
+            self._batch = C.EnvBatch(mj_model._address, num_envs, num_threads)
+        else:
+            self._batch = C.EnvBatch(mj_model._address, num_envs, pool._native)
         self.num_envs = int(num_envs)
         self.num_threads = int(num_threads)
         self.nq, self.nv, self.nu, self.na = (self._batch.nq, self._batch.nv, self._batch.nu,
@@ -136,7 +149,11 @@ class Engine(ControlMixin, RenderMixin):
         self._check_open("field")
         view = self._views.get(name)
         if view is None:
-            view = self._views[name] = self._batch.field(name)
+            try:
+                view = self._views[name] = self._batch.field(name)
+            except KeyError:  # the name as repr: one line whatever it contains
+                raise KeyError(f"mjData has no array field named {name!r} (see "
+                               f"Engine.field_names())") from None
         return view
 
     def field_names(self) -> list[str]:

@@ -13,7 +13,8 @@ from typing import Sequence
 import mujoco
 import numpy as np
 
-_KIND = {"region": 0, "contact": 1, "joint_above": 2, "joint_below": 3}
+_KIND = {"region": 0, "contact": 1, "joint_above": 2, "joint_below": 3, "on_top": 4,
+         "site_under": 5, "site_in_box": 6}
 _OBJ = {None: 0, "body": 1, "site": 2}
 
 
@@ -122,3 +123,59 @@ class JointBelow(JointAbove):
     """qpos of (1-dof) joint `joint` < threshold."""
 
     kind = "joint_below"
+
+
+@dataclass(frozen=True)
+class OnTop:
+    """Body `point` rests over body `base` (LIBERO's ObjectState.check_ontop without its contact
+    part): base.z <= point.z and the horizontal distance |(base - point).xy| < radius."""
+
+    point: str
+    base: str
+    radius: float = 0.03
+
+    def resolve(self, model) -> dict:
+        return {"kind": _KIND["on_top"], "point_type": _OBJ["body"],
+                "point_id": _obj_id(model, "body", self.point), "frame_type": _OBJ["body"],
+                "frame_id": _obj_id(model, "body", self.base), "threshold": float(self.radius)}
+
+
+def _site_box(kind: str, point: str, site: str, size, below: float, above: float, model) -> dict:
+    size = np.asarray(size, dtype=float).reshape(-1)
+    if size.shape != (3,) or not np.isfinite(size).all():
+        raise ValueError(f"size: expected 3 finite half sizes, got {size.tolist()}")
+    return {"kind": _KIND[kind], "point_type": _OBJ["body"],
+            "point_id": _obj_id(model, "body", point), "frame_type": _OBJ["site"],
+            "frame_id": _obj_id(model, "site", site), "size": size.tolist(),
+            "below": float(below), "above": float(above)}
+
+
+@dataclass(frozen=True)
+class SiteUnder:
+    """Body `point` lies on the box site `site` (LIBERO's SiteObject.under): d = R (p - o) with
+    the site's position o and rotation R, size[2] - below < d.z < size[2] + above and
+    |d.x| < size[0], |d.y| < size[1]."""
+
+    point: str
+    site: str
+    size: Sequence[float]
+    below: float = 0.005
+    above: float = 0.10
+
+    def resolve(self, model) -> dict:
+        return _site_box("site_under", self.point, self.site, self.size, self.below, self.above,
+                         model)
+
+
+@dataclass(frozen=True)
+class SiteInBox:
+    """Body `point` lies inside the box site `site` (LIBERO's SiteObject.in_box): with
+    t = |R size|, o - t < p < o + t strictly, the lower z bound lowered by `below`."""
+
+    point: str
+    site: str
+    size: Sequence[float]
+    below: float = 0.01
+
+    def resolve(self, model) -> dict:
+        return _site_box("site_in_box", self.point, self.site, self.size, self.below, 0.0, model)

@@ -153,8 +153,11 @@ class OpenVLAOFT(nn.Module):
     @torch.no_grad()
     def sample_actions(self, images: Any, instructions: Sequence[str] | PromptBatch, proprio: Any = None, *,
                        temperature: float = 1.6, greedy: bool = False, generator: torch.Generator | None = None,
-                       unnorm_key: str | None = None) -> ActionSample:
-        """Sample (or argmax) all 56 action tokens in one forward pass; see `ActionSample`."""
+                       unnorm_key: str | None = None, uniform: torch.Tensor | None = None) -> ActionSample:
+        """Sample (or argmax) all 56 action tokens in one forward pass; see `ActionSample`.
+
+        `uniform` (optional): the sampling's uniform draws, rows of `sampling_noise` (then
+        `generator` is not used), so that a batch split into parts samples what it samples whole."""
         cfg = self.config
         key = resolve_unnorm_key(self.norm_stats, unnorm_key)
         obs = self.prepare(images, instructions, proprio, unnorm_key=key)
@@ -163,13 +166,25 @@ class OpenVLAOFT(nn.Module):
         if greedy:
             tokens = logits.argmax(dim=-1)
         else:  # Gumbel-max: an exact sample of softmax(logits), one fused op on any device
-            uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
+            if uniform is None:
+                uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
+            elif tuple(uniform.shape) != tuple(logits.shape):
+                raise ValueError(f"uniform must have shape {tuple(logits.shape)}, got {tuple(uniform.shape)}")
+            uniform = uniform.to(device=logits.device, dtype=torch.float32)
             gumbel = -torch.log(-torch.log(uniform.clamp(min=torch.finfo(torch.float32).tiny, max=1.0 - 2**-24)))
             tokens = (logits + gumbel).argmax(dim=-1)
         logp = action_bin_logprob(hidden, self._head(), tokens, temperature=temperature,
                                   bin_start=cfg.bin_start, bin_end=cfg.bin_end)
         actions = self.detokenizer.decode(tokens, self.norm_stats[key]["action"])
         return ActionSample(tokens=tokens, logp=logp.float(), actions=actions, obs=obs)
+
+    def sampling_noise(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Uniform draws for `sample_actions(..., uniform=rows)`: [batch, num_action_tokens,
+        n_action_bins] float32, drawn as sample_actions draws them for a batch of that size."""
+        cfg = self.config
+        device = generator.device if generator is not None else next(self.parameters()).device
+        return torch.rand((batch, cfg.num_action_tokens, cfg.n_action_bins), generator=generator,
+                          device=device, dtype=torch.float32)
 
     # ---- training ----------------------------------------------------------------------------
     def action_logprob(self, images: Any, prompt: Sequence[str] | PromptBatch | None, tokens: torch.Tensor,

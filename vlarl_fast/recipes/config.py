@@ -44,6 +44,10 @@ class EnvConfig:
     # EGL_CUDA_DEVICE_NV is it), else $VLARL_EGL_DEVICE / $MUJOCO_EGL_DEVICE_ID; without an
     # NVIDIA EGL device, EGL's default (vlarl_fast/engine/egl_devices.py). -1: EGL's default.
     egl_device: int | None = None
+    # Rollout schedule (vlarl_fast.rl.rollout): lockstep | pipelined (the env simulates one half
+    # of the envs while the policy infers the other's chunk; LIBERO) | auto (pipelined where the
+    # env supports it). docs/rollout.md has the measurements behind the default.
+    pipeline: str = "auto"
 
 
 @dataclass
@@ -139,6 +143,8 @@ class TrainConfig:
 
         _check(self.env.suite in SUITE_NAMES, "env.suite", f"one of {SUITE_NAMES}", self.env.suite)
         _check(self.env.backend in ("engine", "reference"), "env.backend", "'engine' or 'reference'", self.env.backend)
+        _check(self.env.pipeline in ("lockstep", "pipelined", "auto"), "env.pipeline",
+               "'lockstep', 'pipelined' or 'auto'", self.env.pipeline)
         _check(self.env.image_size >= 8, "env.image_size", ">= 8", self.env.image_size)
         _check(self.env.max_chunks >= 1, "env.max_chunks", ">= 1", self.env.max_chunks)
         _check(self.env.num_threads >= 1, "env.num_threads", ">= 1", self.env.num_threads)

@@ -37,7 +37,8 @@ def run_eval(cfg: TrainConfig, policy_dir: Path | None, *, episodes_per_task: in
         eval_set = evaluation_set(suite, cfg.eval.episodes_per_task if episodes_per_task is None else episodes_per_task,
                                   cfg.eval.seed_offset, cfg.eval.repeats)
         result = evaluate(policy, env, eval_set, max_chunks=cfg.env.max_chunks, temperature=cfg.grpo.temperature,
-                          greedy=cfg.eval.greedy, seed=cfg.run.seed, videos=videos, unnorm_key=unnorm_key)
+                          greedy=cfg.eval.greedy, seed=cfg.run.seed, videos=videos, unnorm_key=unnorm_key,
+                          pipeline=cfg.env.pipeline)
     finally:
         if env is not None:
             env.close()

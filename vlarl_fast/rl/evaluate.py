@@ -52,7 +52,8 @@ def evaluation_set(suite, episodes_per_task: int, seed_offset: int = 0, repeats:
 
 @torch.no_grad()
 def evaluate(policy, env, eval_set: EvalSet, *, max_chunks: int, temperature: float = 1.6, greedy: bool = True,
-             seed: int = 0, videos: int = 0, unnorm_key: str | None = None, all_done=None) -> dict:
+             seed: int = 0, videos: int = 0, unnorm_key: str | None = None, all_done=None,
+             pipeline: str = "lockstep") -> dict:
     """Returns {"success": overall rate, "per_task": {task: rate}, "episodes", "episode_success" [E],
     "episode_steps" [E], "videos": [(task name, success, frames [T, H, W, 3]), ...]}.
     `all_done`: the rollout's agreement over ranks (`rollout`), for a collective policy forward."""
@@ -70,7 +71,7 @@ def evaluate(policy, env, eval_set: EvalSet, *, max_chunks: int, temperature: fl
         batch, times = rollout(policy, env, eval_set.tasks[sl], eval_set.states[sl], task_ids=eval_set.task_ids[sl],
                                group_ids=np.arange(sl.start, sl.stop), max_chunks=max_chunks,
                                temperature=temperature, greedy=greedy, generator=gen, record_video=want_video,
-                               unnorm_key=unnorm_key, all_done=all_done)
+                               unnorm_key=unnorm_key, all_done=all_done, pipeline=pipeline)
         successes[sl] = batch.success
         steps[sl] = batch.executed.sum(axis=1)
         env_steps += times.env_steps

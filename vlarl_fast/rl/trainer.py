@@ -146,7 +146,7 @@ class Trainer:
             result = evaluate(self.rollout_policy, self.env, self.eval_set, max_chunks=cfg.env.max_chunks,
                               temperature=cfg.grpo.temperature, greedy=cfg.eval.greedy,
                               seed=derive_seed(cfg.run.seed, 2), videos=cfg.eval.videos if self.info.is_main else 0,
-                              unnorm_key=self.unnorm_key,
+                              unnorm_key=self.unnorm_key, pipeline=cfg.env.pipeline,
                               all_done=make_all_done(self.info) if self.collective_rollout() else None)
         record = {"step": step, "label": label, "success": result["success"], "per_task": result["per_task"],
                   "episodes": result["episodes"]}
@@ -210,6 +210,7 @@ class Trainer:
         batch, times = rollout(self.rollout_policy, self.env, ep_tasks, repeat_rows(states, n),
                                task_ids=np.repeat(task_idx, n), group_ids=group_ids, max_chunks=cfg.env.max_chunks,
                                temperature=cfg.grpo.temperature, generator=gen, unnorm_key=self.unnorm_key,
+                               pipeline=cfg.env.pipeline,
                                all_done=make_all_done(self.info) if self.collective_rollout() else None)
         times.extra["reward_mismatch"] = self.cross_check_rewards(batch)
         return batch, times

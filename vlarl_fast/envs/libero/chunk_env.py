@@ -9,7 +9,11 @@ Each LIBERO task is its own MuJoCo model, so a task's envs live in that task's n
 task starts in it and keeps that binding while later episodes start there with the same task.
 Engines are created on first use and never rebuilt: when a task needs more envs than its
 engines hold, one more engine is added for it (capacity doubling), so a slot's running episode
-is never disturbed by another slot's reset. Steps run per engine, one native call per engine.
+is never disturbed by another slot's reset. Every engine is built on one `EnginePool` (one set
+of worker threads for the whole suite, sized to the machine), and a chunk over any mix of tasks
+runs as one native job on it, each env rendered right after its own chunk.
+`send(actions, env_ids)` / `recv(min_envs)` are the asynchronous face (EnvPool-style): send
+returns at once, recv returns the envs that finished; `step_chunk` is send + recv.
 Implements `vlarl_fast.envs.chunk_env.ChunkEnv`; `LiberoBatch` (batch.py) is the fixed-binding
 face used by the gymnasium VectorEnv.
 """
@@ -21,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from vlarl_fast.engine.pool import EnginePool
 from vlarl_fast.envs.chunk_env import ChunkResult, env_ids_array
 from vlarl_fast.envs.libero.registry import SETTLE_STEPS, LiberoTask
 from vlarl_fast.envs.libero.scene import CAMERAS, LiberoScene
@@ -41,7 +46,8 @@ class LiberoChunkEnv:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs: expected >= 1, got {num_envs}")
         self.num_envs = int(num_envs)
-        self.num_threads = num_threads
+        self.pool = EnginePool(num_threads)  # every task engine's worker threads
+        self.num_threads = self.pool.num_threads
         self.cameras = list(cameras or [])
         self.height, self.width = int(height), int(width)
         self._engine_options = dict(cameras=self.cameras or None, height=self.height,
@@ -54,13 +60,15 @@ class LiberoChunkEnv:
         self.slot_task: list[LiberoTask | None] = [None] * self.num_envs
         self.slot_engine: list[LiberoTaskEngine | None] = [None] * self.num_envs
         self.slot_local = np.full(self.num_envs, -1, dtype=np.int64)
+        self._sent: dict[int, tuple] = {}  # slot -> ("native"/"local", K or steps, render)
+        self._ready: list[int] = []  # slots whose chunk ran here, synchronously
 
     # ------------------------------------------------------------------ slots and engines
     def _add_engine(self, task: LiberoTask, capacity: int) -> LiberoTaskEngine:
         key = _key(task)
         if key not in self.scenes:
             self.scenes[key] = LiberoScene(task)
-        engine = LiberoTaskEngine(self.scenes[key], int(capacity), self.num_threads,
+        engine = LiberoTaskEngine(self.scenes[key], int(capacity), pool=self.pool,
                                   **self._engine_options)
         self._engines[key].append(engine)
         self._free[id(engine)] = list(range(int(capacity)))
@@ -114,6 +122,8 @@ class LiberoChunkEnv:
         """Starts episodes of `tasks` in slots `env_ids` (default 0..n-1) from LIBERO init states
         `states` (one [1 + nq + nv] row per env; sizes differ between tasks) with the settle steps; returns their frames
         `[n, num_cameras, H, W, 3]` (None if render=False or there are no cameras)."""
+        if self._sent:
+            raise RuntimeError(f"reset: {len(self._sent)} envs are in flight; recv them first")
         ids = env_ids_array(np.arange(len(tasks)) if env_ids is None else env_ids, self.num_envs)
         tasks = list(tasks)
         states = [np.asarray(s, dtype=np.float64).reshape(-1) for s in states]
@@ -141,28 +151,104 @@ class LiberoChunkEnv:
         return self.render(ids) if render and self.cameras else None
 
     def step_chunk(self, actions: np.ndarray, env_ids=None, *, render: bool = True) -> ChunkResult:
-        """Runs the chunk `actions [n, K, 7]` (see `LiberoTaskEngine.step`); frames of the envs
-        still running after it (zeros where done)."""
+        """Runs the chunk `actions [n, K, 7]` (see `LiberoTaskEngine.step`) on every env of
+        `env_ids` as one native job; frames of the envs still running after it (zeros where
+        done). send + recv."""
+        if self._sent:
+            raise RuntimeError(f"step_chunk: {len(self._sent)} envs are in flight; recv them first")
+        ids = env_ids_array(env_ids, self.num_envs)
+        self.send(actions, ids, render=render)
+        got, result = self.recv(ids.size)
+        order = np.argsort(got)[np.searchsorted(np.sort(got), ids)]
+        return ChunkResult(executed=result.executed[order], success=result.success[order],
+                           done=result.done[order],
+                           frames=None if result.frames is None else result.frames[order],
+                           episode_steps=result.episode_steps[order])
+
+    def send(self, actions: np.ndarray, env_ids=None, *, render: bool = True) -> None:
+        """Starts the chunk `actions [n, K, 7]` on envs `env_ids` and returns at once (envs whose
+        goal has no native form, or that are near their step limit, run their chunk here,
+        synchronously). An env can be in flight once."""
         ids = env_ids_array(env_ids, self.num_envs)
         acts = np.asarray(actions, dtype=np.float64)
         if acts.ndim == 2:
             acts = acts[:, None, :]
         if acts.ndim != 3 or acts.shape[0] != ids.size:
             raise ValueError(f"actions: expected shape ({ids.size}, K, 7), got {acts.shape}")
+        if np.unique(ids).size != ids.size:
+            raise ValueError(f"send: env_ids must be distinct, got {ids.tolist()}")
+        busy = [int(i) for i in ids if int(i) in self._sent]
+        if busy:
+            raise ValueError(f"send: envs {busy} are already in flight (recv them first)")
+        k = acts.shape[1]
+        parts, tags, local_runs = [], [], []
+        for engine, local, pos in self._by_engine(ids):
+            active = ~engine.done[local]
+            native = active & engine.native_chunk(local, k)
+            if native.any():
+                parts.append((engine.engine, local[native], acts[pos[native]]))
+                tags.append(ids[pos[native]])
+            local_runs.append((engine, local, pos, native, active & ~native))
+        if parts:
+            self.pool.send(parts, tags, render="end" if render else "none")
+        for engine, local, pos, native, python in local_runs:
+            for slot in ids[pos[native]].tolist():
+                self._sent[slot] = ("native", k, render)
+            executed = np.zeros(local.size, np.int64)
+            if python.any():  # per control step, LIBERO's own check (success.py)
+                executed[python] = engine.step(acts[pos[python]], local[python],
+                                               render=False).executed
+            for j in np.nonzero(~native)[0]:
+                self._sent[int(ids[pos[j]])] = ("local", int(executed[j]), render)
+                self._ready.append(int(ids[pos[j]]))
+
+    def recv(self, min_envs: int = 1) -> tuple[np.ndarray, ChunkResult]:
+        """Waits until at least min(min_envs, in flight) envs sent have finished their chunk;
+        returns (env ids [m] in completion order, their ChunkResult rows)."""
+        got = list(self._ready)
+        self._ready.clear()
+        flying = self.pool.in_flight
+        if flying and (len(got) < min_envs or not got):
+            need = max(min_envs - len(got), 0)
+            try:
+                got += self.pool.recv(min(need, flying)).tolist()
+            except BaseException:  # the pool dropped its envs (interrupt, close, MuJoCo error)
+                for slot in [i for i, m in self._sent.items() if m[0] == "native"]:
+                    del self._sent[slot]
+                raise
+        ids = np.asarray(got, dtype=np.int64)
         n = ids.size
         out = ChunkResult(executed=np.zeros(n, np.int64), success=np.zeros(n, bool),
                           done=np.zeros(n, bool), frames=None,
                           episode_steps=np.zeros(n, np.int64))
-        for engine, local, pos in self._by_engine(ids):
-            r = engine.step(acts[pos], local, render=False)
-            out.executed[pos], out.success[pos], out.done[pos] = r.executed, r.success, r.done
-            out.episode_steps[pos] = r.episode_steps
-        if render and self.cameras:
+        render = any(self._sent[int(i)][2] for i in got) and bool(self.cameras)
+        if render:
             out.frames = np.zeros((n, *self.frame_shape()), np.uint8)
-            running = np.nonzero(~out.done)[0]
-            if running.size:
-                out.frames[running] = self.render(ids[running])
-        return out
+        for engine, local, pos in self._by_engine(ids):
+            modes = [self._sent[int(i)] for i in ids[pos]]
+            native = np.array([m[0] == "native" for m in modes], dtype=bool)
+            if native.any():
+                r = self.pool.result(engine.engine, local[native], modes[int(np.argmax(native))][1])
+                out.executed[pos[native]] = r.steps_executed
+                engine.finish_native(local[native], r.steps_executed, r.success)
+            for j in np.nonzero(~native)[0]:
+                out.executed[pos[j]] = modes[j][1]
+            out.success[pos], out.done[pos] = engine.success[local], engine.done[local]
+            out.episode_steps[pos] = engine.episode_steps[local]
+            if render:
+                running = ~out.done[pos]
+                if (running & native).any():
+                    out.frames[pos[running & native]] = engine.engine.frames[local[running & native]]
+                if (running & ~native).any():
+                    out.frames[pos[running & ~native]] = engine.render(local[running & ~native])
+        for i in got:
+            del self._sent[int(i)]
+        return ids, out
+
+    @property
+    def in_flight(self) -> int:
+        """Envs sent and not yet received."""
+        return len(self._sent)
 
     def render(self, env_ids=None) -> np.ndarray:
         ids = env_ids_array(env_ids, self.num_envs)
@@ -215,8 +301,11 @@ class LiberoChunkEnv:
         return out
 
     def close(self) -> None:
+        self.pool.close()
         for engine in self.all_engines():
             engine.close()
+        self._sent.clear()
+        self._ready.clear()
         self._engines.clear()
         self._free.clear()
         self.slot_task = [None] * self.num_envs

@@ -1,4 +1,18 @@
-"""LIBERO goals that the engine can decide natively, exactly: joint-state predicates.
+"""LIBERO goals decided natively, exactly as LIBERO's own predicate code decides them.
+
+Every predicate kind of the LIBERO suites compiles to native predicates (success_predicates.h),
+evaluated after every control step inside the chunk, with native early stop:
+- On(a, b), b an object: LIBERO's ObjectState.check_ontop = OnTop(a, b, 0.03) (b.z <= a.z, xy
+  distance < 3 cm) and InContact(contact geoms of b, of a) (robosuite's check_contact).
+- On(a, region/site b): SiteObject.under = SiteUnder(a, b, b.size) (d = R (p - o) in the
+  site's band), and InContact(parent of b, a) when the site's parent is an object.
+- In(a, region/site b): check_contact of a site is True; SiteObject.in_box = SiteInBox(a, b,
+  b.size) (the |R size| box, lower z bound 1 cm lower).
+- Open / Close / TurnOn / TurnOff: joint thresholds (below).
+Positions are body_xpos of each object's root body (LIBERO's obj_body_id), site_xpos/site_xmat
+of sites, read after the control step as LIBERO reads them after env.step. Only In(a, b) with b
+an object (an object's own in_box; no LIBERO suite uses it) has no native form: such a goal is
+left to LIBERO's own check (success.py).
 
 LIBERO's Open / Close / TurnOn / TurnOff read one articulated object's joint positions through
 the object's own `is_open` / `is_close` / `turn_on` / `turn_off(qpos)`, each a comparison of qpos
@@ -6,10 +20,7 @@ with a constant. For an object with one joint such a predicate is exactly a nati
 `JointAbove` / `JointBelow` (strict comparisons; `>=` / `<=` become strict against the adjacent
 double). The comparison and its constant are read off LIBERO's own function: its value is
 probed around each constant of the object's articulation properties, one ulp either side, and
-the compiled predicate is then checked against LIBERO's function on a dense grid. Goals made only
-of such predicates run natively (`compile_native_goal`); any other predicate (On, In, ...: site-frame
-boxes as LIBERO computes them, object-on-object distance norms, contacts with parents) leaves the
-whole goal to LIBERO's own check (success.py).
+the compiled predicate is then checked against LIBERO's function on a dense grid.
 """
 
 from __future__ import annotations
@@ -18,7 +29,8 @@ import math
 
 import numpy as np
 
-from vlarl_fast.engine.predicates import JointAbove, JointBelow
+from vlarl_fast.engine.predicates import (InContact, JointAbove, JointBelow, OnTop, SiteInBox,
+                                          SiteUnder)
 from vlarl_fast.envs.libero.scene import LiberoScene
 
 # predicate name -> (method of the articulated object, how LIBERO combines several joints)
@@ -55,6 +67,82 @@ def _threshold(fn, constants):
     return None
 
 
+def _joint_predicate(env, name: str, obj: str):
+    state = env.object_states_dict.get(obj)
+    if state is None:
+        return None
+    if state.object_state_type == "site":
+        if name not in ("open", "close"):
+            return None
+        joints = list(env.object_sites_dict[obj].joints)
+        owner = env.get_object(state.parent_name)
+    else:
+        joints = list(env.get_object(obj).joints)
+        owner = env.get_object(obj)
+    method = getattr(owner, _JOINT_PREDICATES[name], None)
+    if len(joints) != 1 or method is None:
+        return None
+    try:
+        found = _threshold(method, _constants(owner.object_properties.get("articulation")))
+    except Exception:  # a predicate that is not a plain comparison of one qpos
+        return None
+    if found is None:
+        return None
+    kind, t = found
+    return [JointAbove(joints[0], t) if kind == "above" else JointBelow(joints[0], t)]
+
+
+def _root_body(env, name: str):
+    """The MuJoCo body name of an object's obj_body_id (its root body), or None."""
+    obj = env.get_object(name)
+    if obj is None or name not in getattr(env, "obj_body_id", {}):
+        return None
+    return env.sim.model.body_id2name(env.obj_body_id[name])
+
+
+def _contact(model_a, model_b):
+    geoms_a, geoms_b = list(model_a.contact_geoms), list(model_b.contact_geoms)
+    if not geoms_a or not geoms_b:
+        return None  # robosuite's check_contact is then always False
+    return InContact(geoms_a, geoms_b, by="geom")
+
+
+def _placement_predicate(env, name: str, a: str, b: str):
+    sa, sb = env.object_states_dict.get(a), env.object_states_dict.get(b)
+    if sa is None or sb is None or sa.object_state_type != "object":
+        return None
+    point = _root_body(env, a)
+    if point is None:
+        return None
+    if sb.object_state_type == "object":
+        if name != "on":
+            return None  # In(a, object): the object's own in_box
+        base = _root_body(env, b)
+        contact = _contact(env.get_object(b), env.get_object(a))
+        if base is None or contact is None:
+            return None
+        return [OnTop(point, base, 0.03), contact]
+    site = env.object_sites_dict[b]
+    try:
+        size = np.asarray(site.size, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return None
+    if size.shape != (3,):
+        return None
+    if name == "in":  # SiteObjectState.check_contact is True
+        return [SiteInBox(point, b, size, 0.01)]
+    if not hasattr(site, "under"):
+        return []  # LIBERO: check_ontop of such a site is True
+    preds = [SiteUnder(point, b, size, 0.005, 0.10)]
+    parent = env.get_object(sb.parent_name)
+    if parent is not None:
+        contact = _contact(parent, env.get_object(a))
+        if contact is None:
+            return None
+        preds.append(contact)
+    return preds
+
+
 def compile_native_goal(scene: LiberoScene):
     """Native predicates equal to the scene's BDDL goal, or None if any predicate has no exact
     native form."""
@@ -62,28 +150,13 @@ def compile_native_goal(scene: LiberoScene):
     preds = []
     for pred in scene.goal():
         name = str(pred[0]).lower()
-        if name not in _JOINT_PREDICATES or len(pred) != 2:
-            return None
-        state = env.object_states_dict.get(pred[1])
-        if state is None:
-            return None
-        if state.object_state_type == "site":
-            if name not in ("open", "close"):
-                return None
-            joints = list(env.object_sites_dict[pred[1]].joints)
-            owner = env.get_object(state.parent_name)
+        if name in _JOINT_PREDICATES and len(pred) == 2:
+            found = _joint_predicate(env, name, pred[1])
+        elif name in ("on", "in") and len(pred) == 3:
+            found = _placement_predicate(env, name, pred[1], pred[2])
         else:
-            joints = list(env.get_object(pred[1]).joints)
-            owner = env.get_object(pred[1])
-        method = getattr(owner, _JOINT_PREDICATES[name], None)
-        if len(joints) != 1 or method is None:
-            return None
-        try:
-            found = _threshold(method, _constants(owner.object_properties.get("articulation")))
-        except Exception:  # a predicate that is not a plain comparison of one qpos
-            return None
+            found = None
         if found is None:
             return None
-        kind, t = found
-        preds.append(JointAbove(joints[0], t) if kind == "above" else JointBelow(joints[0], t))
+        preds += found
     return preds or None

@@ -35,7 +35,7 @@ class LiberoTaskEngine:
     def __init__(self, scene: LiberoScene, num_envs: int, num_threads: int | None = None, *,
                  cameras=CAMERAS, height: int = 256, width: int = 256,
                  image_convention: str = "openvla", max_steps: int | None = None,
-                 settle_steps: int = SETTLE_STEPS, native_goal: bool = True,
+                 settle_steps: int = SETTLE_STEPS, native_goal: bool = True, pool=None,
                  **render_options):
         self.scene = scene
         self.task = scene.task
@@ -47,6 +47,8 @@ class LiberoTaskEngine:
         if cams:
             opts.update(cameras=cams, height=height, width=width,
                         image_convention=image_convention)
+        if pool is not None:  # an EnginePool shared with other tasks' engines
+            opts["pool"], num_threads = pool, None
         self.engine = Engine.from_robosuite(scene.robosuite_env, num_envs, num_threads, **opts)
         self.num_envs = num_envs
         self.cameras = list(cams or [])
@@ -167,6 +169,20 @@ class LiberoTaskEngine:
         self._pending_first[ids] = False
         return ok
 
+    def native_chunk(self, env_ids: np.ndarray, k: int) -> np.ndarray:
+        """[len(env_ids)] bool: which envs can run a K-step chunk as one native call (native
+        goal, first step taken, at least K steps left before the step limit)."""
+        if self.native_predicates is None:
+            return np.zeros(env_ids.size, dtype=bool)
+        return ~self._pending_first[env_ids] & (self.max_steps - self.episode_steps[env_ids] >= k)
+
+    def finish_native(self, env_ids: np.ndarray, steps: np.ndarray, success: np.ndarray) -> None:
+        """Episode bookkeeping after a native chunk of env_ids (steps executed, success)."""
+        self.episode_steps[env_ids] += steps.astype(np.int64)
+        self.success[env_ids] |= success
+        self.truncated[env_ids] |= ~self.success[env_ids] & (self.episode_steps[env_ids] >=
+                                                             self.max_steps)
+
     def step(self, actions, env_ids=None, *, render: bool = True) -> ChunkResult:
         """Runs the chunk `actions: [n, K, 7]` (n = len(env_ids) or num_envs) step by step;
         after every control step LIBERO's goal is checked and an env that succeeded stops
@@ -188,12 +204,8 @@ class LiberoTaskEngine:
             everyone = run.size == self.num_envs and bool((run == np.arange(run.size)).all())
             r = self.engine.step_chunk(acts[active], env_ids=None if everyone else run,
                                        render="none")
-            n = r.steps_executed.astype(np.int64)
-            executed[active] = n
-            self.episode_steps[run] += n
-            self.success[run] |= r.success
-            self.truncated[run] |= ~self.success[run] & (self.episode_steps[run] >=
-                                                         self.max_steps)
+            executed[active] = r.steps_executed
+            self.finish_native(run, r.steps_executed, r.success)
             active[:] = False
         for k in range(K):
             rows = np.nonzero(active)[0]
