@@ -53,6 +53,7 @@ class SFTConfig:
     steps: int = 300
     lr: float = 1e-3
     weight_decay: float = 0.0
+    batch_size: int = 0  # samples per SFT step (0: all, full-batch)
     demo_seed: int = 424242
     # LIBERO only (tiny policy): the init state ids the expert's demos start from, demos_per_task
     # of them per task (keep them out of grpo.seed_pool and the evaluation ids).
@@ -140,6 +141,7 @@ class TrainConfig:
         _check(self.sft.demos_per_task >= 1, "sft.demos_per_task", ">= 1", self.sft.demos_per_task)
         _check(self.sft.steps >= 0, "sft.steps", ">= 0", self.sft.steps)
         _check(self.sft.lr > 0, "sft.lr", "> 0", self.sft.lr)
+        _check(self.sft.batch_size >= 0, "sft.batch_size", ">= 0", self.sft.batch_size)
         g = self.grpo
         _check(g.iterations >= 0, "grpo.iterations", ">= 0", g.iterations)
         _check(g.group_size >= 2, "grpo.group_size", ">= 2 (GRPO needs a group)", g.group_size)

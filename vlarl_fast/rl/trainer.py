@@ -102,7 +102,8 @@ class Trainer:
         torch.manual_seed(derive_seed(cfg.run.seed, 1))
         with self.progress.phase("sft", total=cfg.sft.steps) as bar:
             losses = train_sft(self.policy, x, prompts, y, steps=cfg.sft.steps, lr=cfg.sft.lr,
-                               weight_decay=cfg.sft.weight_decay, log_every=1,
+                               weight_decay=cfg.sft.weight_decay, log_every=1, batch_size=cfg.sft.batch_size,
+                               generator=torch.Generator().manual_seed(derive_seed(cfg.run.seed, 6)),
                                log=lambda step, loss: bar.update(1, loss=f"{loss:.3f}"))
         metrics = {"sft/loss_first": losses[0] if losses else float("nan"),
                    "sft/loss_last": losses[-1] if losses else float("nan"),

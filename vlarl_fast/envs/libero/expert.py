@@ -24,12 +24,13 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-GAIN = 1.0 / 0.05 * 0.6  # OSC input units per metre of position error
+GAIN = 1.0 / 0.05  # OSC input units per metre of position error (a full unit at 5 cm)
 MAX_INPUT = 1.0
 OPEN, CLOSED = -1.0, 1.0
 GRIPPER_SPAN = 0.075  # widest object the open Panda gripper takes across (m)
 GRASP_DEPTH = 0.03  # grasp point at most this far under the object's top
-CLEARANCE = 0.06  # carried object's bottom above the highest obstacle
+CLEARANCE = 0.09  # carried object's bottom above the highest obstacle on its way
+CORRIDOR = 0.07  # obstacles within this horizontal distance of the straight way count
 RELEASE_GAP = 0.015  # object bottom above the target surface when the gripper opens
 GRASP_STEPS = 14  # control steps the gripper takes to close on the object
 RELEASE_STEPS = 10
@@ -155,6 +156,21 @@ class LiberoExpert:
             return sx[:, self.target_site, :2], sx[:, self.target_site, 2], tgt[:, 1, 2]
         return bx[:, self.target_body, :2], tgt[:, 1, 2], tgt[:, 1, 2]
 
+    def _obstacle_top(self, gx, gm, start, end, default) -> np.ndarray:
+        """Per env: the highest top among obstacle geoms within CORRIDOR of the straight way from
+        `start` to `end` (x, y), or `default` where none is."""
+        out = np.array(default, dtype=np.float64)
+        if self.obstacle_geoms.size == 0:
+            return out
+        # per-geom world boxes [n, g, 2, 3]
+        boxes = np.stack([_aabb(self.model, self.obstacle_geoms[i:i + 1], gx, gm)
+                          for i in range(self.obstacle_geoms.size)], axis=1)
+        path = start[:, None] + np.linspace(0.0, 1.0, 12)[None, :, None] * (end - start)[:, None]  # [n, 12, 2]
+        lo, hi = boxes[:, :, 0, :2] - CORRIDOR, boxes[:, :, 1, :2] + CORRIDOR  # [n, g, 2]
+        near = ((path[:, None] >= lo[:, :, None]) & (path[:, None] <= hi[:, :, None])).all(-1).any(-1)  # [n, g]
+        tops = np.where(near, boxes[:, :, 1, 2], -np.inf).max(axis=1)
+        return np.maximum(out, tops)
+
     def act(self, engine, env_ids) -> np.ndarray:
         ids = np.asarray(env_ids, dtype=np.int64)
         rows = np.searchsorted(self.ids, ids) if not np.array_equal(ids, self.ids) else np.arange(ids.size)
@@ -164,7 +180,7 @@ class LiberoExpert:
         obj_centre = obj.mean(axis=1)
         txy, surface, ttop = self._target(gx, gm, sx, bx)
         obj_ref = bx[:, self.obj_body, :2]  # the object's body position: what LIBERO's predicates read
-        obstacles = _aabb(self.model, self.obstacle_geoms, gx, gm)[:, 1, 2] if self.obstacle_geoms.size else ttop
+        obstacles = self._obstacle_top(gx, gm, obj_ref, txy, ttop)
         phase = self.phase[rows]
         count = self.count[rows]
         action = np.zeros((ids.size, 7))
@@ -212,8 +228,9 @@ class LiberoExpert:
                 grip[j] = CLOSED
                 count[j] += 1
                 moved = self.last_z[rows[j]] - eef[j, 2]
-                self.stall[rows[j]] = self.stall[rows[j]] + 1 if moved < 0.0005 and count[j] > 5 else 0
-                if abs(eef[j, 2] - z) < 0.006 or self.stall[rows[j]] >= 4 or count[j] > 60:
+                descending = target[j, 2] < eef[j, 2] - 0.01
+                self.stall[rows[j]] = self.stall[rows[j]] + 1 if descending and moved < 0.0005 and count[j] > 5 else 0
+                if abs(eef[j, 2] - z) < 0.006 or self.stall[rows[j]] >= 4 or count[j] > 80:
                     p, count[j] = RELEASE, 0
             if p == RELEASE:
                 target[j] = eef[j]
@@ -230,5 +247,9 @@ class LiberoExpert:
         self.count[rows] = count
         self.last_z[rows] = eef[:, 2]
         action[:, :3] = np.clip((target - eef) * GAIN, -MAX_INPUT, MAX_INPUT)
+        slow = np.isin(phase, (DESCEND, LOWER))  # the last centimetres at half speed: no swing
+        action[slow, :3] *= 0.5
+        held = np.isin(phase, (LIFT, CARRY))  # gentle with the object in hand: it slips otherwise
+        action[held, :3] = np.clip(action[held, :3], -0.6, 0.6)
         action[:, 6] = grip
         return action
