@@ -72,6 +72,30 @@ def _train(args) -> int:
     return 0
 
 
+def _demos(args) -> int:
+    """Scripted-expert demos of LIBERO tasks in LIBERO's dataset layout, and the expert's success."""
+    from vlarl_fast.envs.libero.demos import demo_path, record_demo_files
+    from vlarl_fast.envs.libero.expert_runs import run_expert
+    from vlarl_fast.envs.libero.scene import LiberoScene
+    from vlarl_fast.envs.libero.suite import select_tasks
+
+    if args.suite == "builtin":
+        raise UsageError("demos: --suite must be a LIBERO suite (libero_*)")
+    tasks = select_tasks(args.suite, args.tasks or [])
+    scenes = {}
+    if args.success_over:
+        for task in tasks:
+            scenes[(task.suite, task.index)] = scene = LiberoScene(task)
+            r = run_expert(scene, range(args.success_over), num_threads=args.threads)
+            print(f"{task.suite} {task.index} {task.name}: expert success {int(r['success'].sum())}/"
+                  f"{args.success_over}")
+    record_demo_files(tasks, scenes, init_ids=args.init_ids, out_dir=args.out, image_size=args.image_size,
+                      fast_render=args.fast_render, num_threads=args.threads, overwrite=True, log=print)
+    for task in tasks:
+        print(demo_path(args.out, task))
+    return 0
+
+
 def _resolve_policy_dir(path: Path) -> Path:
     """An official policy dir, or a training checkpoint dir (its policy/ and sharded state/)."""
     if (path / "config.json").is_file():
@@ -231,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16",
                    help="tensor dtype of the release (default bfloat16, as the official checkpoints)")
     p.set_defaults(func=_export)
+    p = sub.add_parser("demos", help="scripted-expert demos of LIBERO tasks, in LIBERO's dataset layout (HDF5)")
+    p.add_argument("--suite", type=_suite_name, required=True, help="a LIBERO suite (libero_*)")
+    p.add_argument("--tasks", nargs="+", default=None, help="task indices or names (default: all)")
+    p.add_argument("--init-ids", nargs="+", type=int, default=[0], help="init states the demos start from")
+    p.add_argument("--out", required=True, help="folder for <task name>_demo.hdf5 files")
+    p.add_argument("--image-size", type=_positive, default=128, help="agentview frame side (LIBERO's: 128)")
+    p.add_argument("--fast-render", action="store_true", help="no MSAA, shadows, reflections")
+    p.add_argument("--threads", type=_positive, default=2)
+    p.add_argument("--success-over", type=_non_negative, default=0,
+                   help="first measure the expert's success over init states 0..N-1 of each task")
+    p.set_defaults(func=_demos)
     p = sub.add_parser("bench", help="benchmarks (default: engine)")
     p.add_argument("name", nargs="?", default="engine", choices=BENCHMARKS)
     p.add_argument("--smoke", action="store_true", help="a few-second version")

@@ -64,7 +64,15 @@ class SFTConfig:
     steps: int = 300
     lr: float = 1e-3
     weight_decay: float = 0.0
+    batch_size: int = 0  # samples per SFT step (0: all, full-batch)
     demo_seed: int = 424242
+    # LIBERO only (tiny policy): the init state ids the expert's demos start from, demos_per_task
+    # of them per task (keep them out of grpo.seed_pool and the evaluation ids).
+    init_ids: list[int] = field(default_factory=lambda: [0])
+    # LIBERO only: a folder of demo files in LIBERO's dataset layout, `<task name>_demo.hdf5`
+    # (`vlarl-fast demos` writes them); empty: the scripted expert records them into
+    # <run.out_dir>/demos first. SFT reads its samples from those files.
+    demos: str = ""
 
 
 @dataclass
@@ -156,6 +164,7 @@ class TrainConfig:
         _check(self.sft.demos_per_task >= 1, "sft.demos_per_task", ">= 1", self.sft.demos_per_task)
         _check(self.sft.steps >= 0, "sft.steps", ">= 0", self.sft.steps)
         _check(self.sft.lr > 0, "sft.lr", "> 0", self.sft.lr)
+        _check(self.sft.batch_size >= 0, "sft.batch_size", ">= 0", self.sft.batch_size)
         g = self.grpo
         _check(g.iterations >= 0, "grpo.iterations", ">= 0", g.iterations)
         _check(g.group_size >= 2, "grpo.group_size", ">= 2 (GRPO needs a group)", g.group_size)
@@ -202,16 +211,30 @@ class TrainConfig:
         suite = self.env.suite
         _check(self.env.backend == "engine", "env.backend",
                f"'engine' for {suite} (the robosuite reference backend is built-in only)", self.env.backend)
-        _check(self.policy.preset == "checkpoint" and bool(self.policy.init), "policy.init",
-               f"an OpenVLA-OFT checkpoint directory for {suite} (policy.preset=checkpoint policy.init=DIR): "
-               "LIBERO training starts from an SFT checkpoint", self.policy.init)
-        _check("policy.image_size" not in explicit, "policy.image_size",
-               "not set: the checkpoint fixes the model's image size", self.policy.image_size)
-        _check(not self.sft.enabled, "sft.enabled",
-               f"false for {suite}: there are no built-in LIBERO demonstrations; start from an SFT checkpoint",
-               self.sft.enabled)
-        sft_keys = sorted(k for k in explicit if k.startswith("sft.") and k != "sft.enabled")
-        _check(not sft_keys, "sft", f"no sft.* settings for {suite} (SFT does not run)", sft_keys)
+        if self.policy.preset == "tiny":  # one-demo SFT from the scripted expert (recipe libero_learn)
+            _check(self.sft.enabled, "sft.enabled",
+                   f"true for {suite} with policy.preset=tiny (a randomly initialised policy needs SFT first)",
+                   self.sft.enabled)
+            _check(not self.policy.init, "policy.init", "unset with policy.preset=tiny", self.policy.init)
+            _check(len(self.sft.init_ids) >= self.sft.demos_per_task, "sft.init_ids",
+                   f"at least sft.demos_per_task={self.sft.demos_per_task} LIBERO init state ids",
+                   self.sft.init_ids)
+            held = set(range(self.eval.seed_offset, self.eval.seed_offset + self.eval.episodes_per_task))
+            used = set(self.sft.init_ids[: self.sft.demos_per_task])
+            _check(not (used & held), "sft.init_ids", f"ids outside {suite}'s evaluation init states "
+                   f"{self.eval.seed_offset}..{self.eval.seed_offset + self.eval.episodes_per_task - 1}",
+                   self.sft.init_ids)
+        else:
+            _check(self.policy.preset == "checkpoint" and bool(self.policy.init), "policy.init",
+                   f"an OpenVLA-OFT checkpoint directory for {suite} (policy.preset=checkpoint policy.init=DIR): "
+                   "LIBERO training starts from an SFT checkpoint (or policy.preset=tiny: one-demo SFT)",
+                   self.policy.init)
+            _check("policy.image_size" not in explicit, "policy.image_size",
+                   "not set: the checkpoint fixes the model's image size", self.policy.image_size)
+            _check(not self.sft.enabled, "sft.enabled",
+                   f"false for {suite} with a checkpoint: it is the SFT policy", self.sft.enabled)
+            sft_keys = sorted(k for k in explicit if k.startswith("sft.") and k != "sft.enabled")
+            _check(not sft_keys, "sft", f"no sft.* settings for {suite} (SFT does not run)", sft_keys)
         _check(self.env.settle_steps is None or self.env.settle_steps >= 0, "env.settle_steps", ">= 0",
                self.env.settle_steps)
         from vlarl_fast.envs.libero.scene import CAMERAS

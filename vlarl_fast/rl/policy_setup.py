@@ -30,7 +30,15 @@ def builtin_policy_config(image_size: int) -> OpenVLAOFTConfig:
                                                                 center_crop=False)
 
 
-def build_policy(image_size: int, seed: int, init: str | None = None) -> OpenVLAOFT:
+def tiny_stats(stats_key: str) -> dict:
+    """The tiny policy's action statistics under `stats_key` (the built-in tasks' key, or a LIBERO
+    suite's name: LIBERO's action space is the same OSC_POSE + gripper one; the scripted experts
+    keep the gripper pointing down, so rotation deltas stay 0)."""
+    return {stats_key: BUILTIN_STATS[BUILTIN_UNNORM_KEY]}
+
+
+def build_policy(image_size: int, seed: int, init: str | None = None,
+                 stats_key: str = BUILTIN_UNNORM_KEY) -> OpenVLAOFT:
     if init:
         from pathlib import Path
 
@@ -44,7 +52,7 @@ def build_policy(image_size: int, seed: int, init: str | None = None) -> OpenVLA
         return load_pretrained(init, dtype=torch.float32, device="cpu")
     torch.manual_seed(seed)
     return OpenVLAOFT(builtin_policy_config(image_size), tokenizer=PromptTokenizer.tiny(),
-                      norm_stats=BUILTIN_STATS)
+                      norm_stats=tiny_stats(stats_key))
 
 
 LIBERO_CAMERAS = ("agentview", "robot0_eye_in_hand")  # OpenVLA-OFT's image order (third person, wrist)

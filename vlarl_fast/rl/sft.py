@@ -35,14 +35,27 @@ def sft_dataset(frames: np.ndarray, instructions: list[str], actions: np.ndarray
 
 
 def train_sft(model, frames: torch.Tensor, instructions: list[str], tokens: torch.Tensor, *, steps: int,
-              lr: float, weight_decay: float = 0.0, log_every: int = 50, log=None) -> list[float]:
-    """Full-batch AdamW on the demo samples; returns the loss curve."""
+              lr: float, weight_decay: float = 0.0, log_every: int = 50, log=None, batch_size: int = 0,
+              generator: torch.Generator | None = None) -> list[float]:
+    """AdamW on the demo samples: full batch, or a random mini-batch of `batch_size` samples per
+    step; returns the loss curve. The image pipeline runs once per frame, before the first step
+    (its output, the model input, is what every step feeds back)."""
+    from vlarl_fast.policy.processor import ModelImages
+
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    images = model.model_images(frames)
+    n = len(instructions)
+    prompts = np.array(instructions, dtype=object)
     losses = []
     model.train()
     for step in range(steps):
-        logp = model(frames, instructions, tokens, temperature=1.0)
+        if batch_size and batch_size < n:
+            idx = torch.randperm(n, generator=generator)[:batch_size]
+            batch = (ModelImages(images.levels[idx]), list(prompts[idx.numpy()]), tokens[idx])
+        else:
+            batch = (images, list(instructions), tokens)
+        logp = model(batch[0], batch[1], batch[2], temperature=1.0)
         loss = -logp.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -58,7 +58,8 @@ class Trainer:
         self.suite = make_suite(cfg.env.suite, cfg.env.tasks)
         self.tasks = self.suite.tasks
         self.instructions = [t.instruction for t in self.tasks]
-        self.policy = build_policy(cfg.policy.image_size, cfg.run.seed, cfg.policy.init)
+        self.policy = build_policy(cfg.policy.image_size, cfg.run.seed, cfg.policy.init,
+                                   stats_key=BUILTIN_UNNORM_KEY if cfg.env.suite == "builtin" else cfg.env.suite)
         self.unnorm_key = self.suite.unnorm_key(self.policy.norm_stats)
         k = self.policy.config.chunk_len
         self.choose_render_device()
@@ -108,34 +109,22 @@ class Trainer:
 
     # ------------------------------------------------------------------ SFT
     def sft(self) -> dict:
-        from vlarl_fast.envs.builtin.demos import collect_demos
-
         cfg = self.cfg
         k = self.policy.config.chunk_len
         t0 = time.perf_counter()
-        # The expert needs ~4 chunks; demos are not bound by the (possibly shorter) episode limit.
-        demos = collect_demos(self.tasks, cfg.sft.demos_per_task, cfg.sft.demo_seed, chunk_len=k,
-                              max_chunks=max(cfg.env.max_chunks, 8))
-        frames, instructions, actions = [], [], []
-        for demo in demos:
-            n = len(demo.states)
-            ids = np.arange(n)
-            for start in range(0, n, self.env.num_envs):
-                part = ids[start:start + self.env.num_envs]
-                frames.append(self.env.reset(demo.states[part], [demo.task] * part.size, env_ids=part - start))
-            instructions += [demo.task.instruction] * n
-            actions.append(demo.actions)
-        stats = self.policy.norm_stats[BUILTIN_UNNORM_KEY]["action"]
-        x, prompts, y = sft_dataset(np.concatenate(frames), instructions, np.concatenate(actions), stats,
-                                    self.policy.config.n_action_bins)
+        frames, instructions, actions, n_demos = self.suite.sft_samples(self.env, cfg, k, self.out_dir,
+                                                                        log=self.progress.write)
+        stats = self.policy.norm_stats[self.unnorm_key or BUILTIN_UNNORM_KEY]["action"]
+        x, prompts, y = sft_dataset(frames, instructions, actions, stats, self.policy.config.n_action_bins)
         torch.manual_seed(derive_seed(cfg.run.seed, 1))
         with self.progress.phase("sft", total=cfg.sft.steps) as bar:
             losses = train_sft(self.policy, x, prompts, y, steps=cfg.sft.steps, lr=cfg.sft.lr,
-                               weight_decay=cfg.sft.weight_decay, log_every=1,
+                               weight_decay=cfg.sft.weight_decay, log_every=1, batch_size=cfg.sft.batch_size,
+                               generator=torch.Generator().manual_seed(derive_seed(cfg.run.seed, 6)),
                                log=lambda step, loss: bar.update(1, loss=f"{loss:.3f}"))
         metrics = {"sft/loss_first": losses[0] if losses else float("nan"),
                    "sft/loss_last": losses[-1] if losses else float("nan"),
-                   "sft/samples": len(prompts), "sft/demos": len(demos), "time/sft_s": time.perf_counter() - t0}
+                   "sft/samples": len(prompts), "sft/demos": n_demos, "time/sft_s": time.perf_counter() - t0}
         self.log.log(0, metrics, kind="sft")
         return metrics
 

@@ -39,6 +39,25 @@ class BuiltinSuite:
     def eval_init_ids(self, per_task: int, offset: int) -> np.ndarray:
         return np.asarray(eval_seeds(per_task, offset), dtype=np.int64)
 
+    def sft_samples(self, env, cfg, chunk_len: int, out_dir, log=None):
+        """One-demo SFT samples: per demo chunk, the frame at its start (rendered by `env` from the
+        saved state) and its K expert actions. Returns (frames, instructions, actions, demos)."""
+        from vlarl_fast.envs.builtin.demos import collect_demos
+
+        # The expert needs ~4 chunks; demos are not bound by the (possibly shorter) episode limit.
+        demos = collect_demos(self.tasks, cfg.sft.demos_per_task, cfg.sft.demo_seed, chunk_len=chunk_len,
+                              max_chunks=max(cfg.env.max_chunks, 8))
+        frames, instructions, actions = [], [], []
+        for demo in demos:
+            n = len(demo.states)
+            ids = np.arange(n)
+            for start in range(0, n, env.num_envs):
+                part = ids[start:start + env.num_envs]
+                frames.append(env.reset(demo.states[part], [demo.task] * part.size, env_ids=part - start))
+            instructions += [demo.task.instruction] * n
+            actions.append(demo.actions)
+        return np.concatenate(frames), instructions, np.concatenate(actions), len(demos)
+
     def unnorm_key(self, norm_stats) -> str | None:
         return None  # the built-in policy has one set of statistics
 

@@ -40,7 +40,7 @@ def select_tasks(suite: str, selectors: Sequence) -> list[LiberoTask]:
 
 
 class LiberoSuite:
-    has_demos = False  # no demonstrations: training starts from a policy checkpoint
+    has_demos = True  # the scripted expert (expert.py) records demos for one-demo SFT of the tiny policy
 
     def __init__(self, suite: str, selectors: Sequence = ()):
         if suite not in SUITES:
@@ -70,6 +70,33 @@ class LiberoSuite:
 
     def eval_init_ids(self, per_task: int, offset: int) -> np.ndarray:
         return self._check_ids(np.arange(offset, offset + per_task), "eval.episodes_per_task/eval.seed_offset")
+
+    def sft_samples(self, env, cfg, chunk_len: int, out_dir, log=None):
+        """One-demo SFT samples from demo files in LIBERO's layout: `cfg.sft.demos`, or recorded
+        by the scripted expert from `cfg.sft.init_ids` into `<out_dir>/demos` (rendered as `env`
+        renders). Every control step is a sample. Returns (frames, instructions, actions, demos)."""
+        from pathlib import Path
+
+        from vlarl_fast.envs.libero.demos import demo_path, record_demo_files, sft_samples
+
+        if list(env.cameras) != ["agentview"]:
+            raise ValueError(f"config field env.cameras: SFT from LIBERO demos needs the agentview camera only, "
+                             f"got {list(env.cameras)}")
+        convention = env._engine_options["image_convention"]
+        ids = list(cfg.sft.init_ids[: cfg.sft.demos_per_task])
+        if cfg.sft.demos:
+            paths = [demo_path(cfg.sft.demos, t) for t in self.tasks]
+            missing = [str(p) for p in paths if not p.is_file()]
+            if missing:
+                raise FileNotFoundError(f"config field sft.demos: no demo file {missing[0]} (expected "
+                                        "`<task name>_demo.hdf5` per task; `vlarl-fast demos` writes them)")
+        else:
+            paths = record_demo_files(self.tasks, env.scenes, init_ids=ids, out_dir=Path(out_dir) / "demos",
+                                      image_size=env.height, fast_render=bool(env._engine_options.get("fast")),
+                                      image_convention=convention, num_threads=env.num_threads, log=log)
+        frames, instructions, actions = sft_samples(paths, chunk_len=chunk_len, frame_shape=env.frame_shape(),
+                                                    image_convention=convention, max_demos=cfg.sft.demos_per_task)
+        return frames, instructions, actions, len(paths) * len(ids)
 
     def unnorm_key(self, norm_stats) -> str:
         """The suite's action statistics key, or `<suite>_no_noops` (as SimpleVLA-RL resolves it)."""

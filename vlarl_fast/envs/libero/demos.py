@@ -1,0 +1,82 @@
+"""LIBERO demonstrations for one-demo SFT: recorded by the scripted expert into files in LIBERO's
+dataset layout (demo_file.py), and read back as SFT samples.
+
+    paths = record_demo_files(tasks, scenes, init_ids=[0], out_dir="runs/x/demos", image_size=64)
+    frames, instructions, actions = sft_samples([p for p in paths], chunk_len=8)
+
+A file per task, named as LIBERO names its datasets: `<task name>_demo.hdf5`. SFT samples are
+every control step of every demo: (agentview frame before the step, the next `chunk_len` actions),
+the last action repeated past the demo's end -- OpenVLA-OFT's action-chunk targets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from vlarl_fast.envs.libero.demo_file import read_demos, write_demos
+
+
+def demo_path(directory, task) -> Path:
+    return Path(directory) / f"{task.name}_demo.hdf5"
+
+
+def record_demo_files(tasks, scenes: dict, *, init_ids: Sequence[int], out_dir, image_size: int,
+                      fast_render: bool = False, image_convention: str = "openvla", num_threads: int | None = None,
+                      max_steps: int | None = None, overwrite: bool = False, log=None) -> list[Path]:
+    """Runs the expert on each task from `init_ids` and writes the successful episodes (all of them
+    must succeed: a failed demo is an error naming the task and init state)."""
+    from vlarl_fast.envs.libero.expert_runs import run_expert
+    from vlarl_fast.envs.libero.scene import LiberoScene
+
+    paths = []
+    for task in tasks:
+        path = demo_path(out_dir, task)
+        paths.append(path)
+        if path.is_file() and not overwrite:
+            continue
+        key = (task.suite, task.index)
+        if key not in scenes:
+            scenes[key] = LiberoScene(task)
+        result = run_expert(scenes[key], init_ids, max_steps=max_steps, num_threads=num_threads, record=True,
+                            image_size=image_size, fast_render=fast_render, image_convention=image_convention)
+        failed = [int(i) for i, ok in zip(result["init_state_ids"], result["success"]) if not ok]
+        if failed:
+            raise RuntimeError(f"the scripted expert failed {task.suite} task {task.index} ({task.name}) from init "
+                               f"state(s) {failed}; choose other sft.init_ids")
+        write_demos(path, task, result["episodes"], image_convention=image_convention)
+        if log is not None:
+            log(f"[demos] {path}: {len(result['episodes'])} demo(s), "
+                f"{int(sum(len(e) for e in result['episodes']))} steps")
+    return paths
+
+
+def chunk_targets(actions: np.ndarray, chunk_len: int) -> np.ndarray:
+    """[T, D] actions -> [T, chunk_len, D]: from every step the next chunk_len actions, the last
+    action repeated past the end."""
+    t = actions.shape[0]
+    idx = np.minimum(np.arange(t)[:, None] + np.arange(chunk_len)[None], t - 1)
+    return actions[idx]
+
+
+def sft_samples(paths: Sequence, *, chunk_len: int, frame_shape: tuple, image_convention: str,
+                max_demos: int | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Samples from demo files: frames [N, 1, H, W, 3] uint8, instructions [N], actions [N, K, 7].
+    `frame_shape` (cameras, H, W, 3) and `image_convention` are the rollout env's: demo frames
+    must match what the policy sees in rollouts."""
+    frames, instructions, actions = [], [], []
+    for path in paths:
+        demos = read_demos(path)
+        if demos.image_convention != image_convention:
+            raise ValueError(f"demo file {path}: frames in image convention {demos.image_convention!r}, the env "
+                             f"renders {image_convention!r}; record the demos with the env's settings")
+        for f, a in list(zip(demos.frames, demos.actions))[:max_demos]:
+            if (1, *f.shape[1:]) != tuple(frame_shape):
+                raise ValueError(f"demo file {path}: frames of shape {f.shape[1:]}, the env renders "
+                                 f"{tuple(frame_shape)} (cameras, H, W, 3); record the demos at the env's size")
+            frames.append(f[:, None])
+            actions.append(chunk_targets(a, chunk_len))
+            instructions += [demos.language] * len(a)
+    return np.concatenate(frames), instructions, np.concatenate(actions)
