@@ -86,6 +86,9 @@ class GRPOConfig:
     accuracy_lower: float = 0.1  # SimpleVLA-RL's accuracy_lower_bound (inclusive)
     accuracy_upper: float = 0.9  # SimpleVLA-RL's accuracy_upper_bound (inclusive)
     lr: float = 5e-6
+    # Optimizer steps of linear lr warm-up, lr * (k+1)/N at step k (0: constant lr, SimpleVLA-RL's).
+    # Small policies trained from scratch need it: AdamW's first steps move every weight by ~lr.
+    lr_warmup_steps: int = 0
     weight_decay: float = 0.01
     ppo_epochs: int = 1
     mini_batches: int = 1
@@ -174,6 +177,7 @@ class TrainConfig:
         _check(g.temperature > 0, "grpo.temperature", "> 0", g.temperature)
         _check(g.max_sample_rounds >= 1, "grpo.max_sample_rounds", ">= 1", g.max_sample_rounds)
         _check(g.lr > 0, "grpo.lr", "> 0", g.lr)
+        _check(g.lr_warmup_steps >= 0, "grpo.lr_warmup_steps", ">= 0", g.lr_warmup_steps)
         _check(g.weight_decay >= 0, "grpo.weight_decay", ">= 0", g.weight_decay)
         _check(g.ppo_epochs >= 1, "grpo.ppo_epochs", ">= 1", g.ppo_epochs)
         _check(g.mini_batches >= 1, "grpo.mini_batches", ">= 1", g.mini_batches)

@@ -2,6 +2,7 @@
 GRPO) and the rollout success of every GRPO iteration, against GRPO wall time and iteration.
 
     python -m vlarl_fast.rl.plot runs/builtin_learn docs/results/builtin_learn.png
+    python -m vlarl_fast.rl.plot runs/libero_learn docs/results/libero_learn.png "6 libero_goal tasks"
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def load(out_dir: str | Path) -> tuple[list[dict], list[dict]]:
     return [train[k] for k in sorted(train)], [evals[k] for k in sorted(evals)]
 
 
-def plot_run(out_dir: str | Path, path: str | Path) -> Path:
+def plot_run(out_dir: str | Path, path: str | Path, label: str = "built-in tasks") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,7 +44,7 @@ def plot_run(out_dir: str | Path, path: str | Path) -> Path:
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     if cumulative:
-        ax.set_title(f"built-in tasks: {len(train)} GRPO iterations in {cumulative[-1]:.1f} min (2-core CPU, shared)")
+        ax.set_title(f"{label}: {len(train)} GRPO iterations in {cumulative[-1]:.1f} min (2-core CPU, shared)")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     path = Path(path)
@@ -54,4 +55,4 @@ def plot_run(out_dir: str | Path, path: str | Path) -> Path:
 
 
 if __name__ == "__main__":
-    print(plot_run(sys.argv[1], sys.argv[2]))
+    print(plot_run(*sys.argv[1:4]))

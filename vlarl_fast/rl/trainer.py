@@ -175,7 +175,8 @@ class Trainer:
         self.update_settings = UpdateSettings(
             ppo_epochs=cfg.grpo.ppo_epochs, mini_batches=cfg.grpo.mini_batches,
             micro_batch_observations=cfg.grpo.micro_batch_observations, clip_low=cfg.grpo.clip_low,
-            clip_high=cfg.grpo.clip_high, max_grad_norm=cfg.grpo.max_grad_norm, temperature=cfg.grpo.temperature)
+            clip_high=cfg.grpo.clip_high, max_grad_norm=cfg.grpo.max_grad_norm, temperature=cfg.grpo.temperature,
+            lr=cfg.grpo.lr, lr_warmup_steps=cfg.grpo.lr_warmup_steps)
 
     def groups_per_rank(self) -> int:
         g, w = self.cfg.grpo.groups_per_iteration, self.info.world_size

@@ -44,6 +44,24 @@ class UpdateSettings:
     clip_high: float = 0.28  # ratio upper bound 1 + clip_high = 1.28
     max_grad_norm: float = 1.0
     temperature: float = 1.6
+    lr: float | None = None  # the optimizer's lr after warm-up (None: leave the optimizer's lr alone)
+    lr_warmup_steps: int = 0  # optimizer steps of linear lr warm-up (0: constant, SimpleVLA-RL's)
+
+
+def warmup_lr(optimizer, s: UpdateSettings) -> None:
+    """Sets the lr of the optimizer step about to run: `s.lr * (k + 1) / s.lr_warmup_steps` for
+    the k-th step (k from 0) while k < lr_warmup_steps, then `s.lr` (veRL's constant schedule
+    with warm-up, except that step 0 already moves). k is AdamW's own step count, saved and
+    restored with the optimizer, so a resumed run continues the same schedule."""
+    if s.lr is None:
+        return
+    factor = 1.0
+    if s.lr_warmup_steps > 0:
+        state = optimizer.state.get(optimizer.param_groups[0]["params"][0], {})
+        k = int(state.get("step", 0))
+        factor = min(1.0, (k + 1) / s.lr_warmup_steps)
+    for group in optimizer.param_groups:
+        group["lr"] = s.lr * factor
 
 
 def observation_micro_batches(batch: TrajectoryBatch, traj: np.ndarray, per_micro: int,
@@ -164,6 +182,7 @@ def ppo_update(model, optimizer, batch: TrajectoryBatch, adv: torch.Tensor, inst
                                                        s.max_grad_norm)
             if hasattr(grad_norm, "full_tensor"):
                 grad_norm = grad_norm.full_tensor()
+            warmup_lr(optimizer, s)
             optimizer.step()
             grad_norms.append(float(grad_norm))
     elapsed = time.perf_counter() - t0
