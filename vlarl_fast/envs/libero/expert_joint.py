@@ -43,7 +43,8 @@ SLIP = 0.035  # m between the gripper and the handle's centre: the pinch has sli
 MAX_TRIES = 3
 RELEASE_STEPS = 8
 PULL_LEAD = 0.08  # m the gripper's target leads the handle along the joint (a full-input pull)
-LEAD = 0.35  # rad the knob contact target leads the knob's angle
+PUSH_DEPTH = 0.01  # m past the lever's centre line the finger's target lies while turning a knob
+KNOB_RADIUS = 0.7  # the push point along the lever, a fraction of its reach from the axis
 FINGER_HALF = 0.015  # half the closed fingers' thickness (m)
 
 TO_FRONT, ONTO, PINCH, MOVE, RELEASE, BACK, RESTORE, DONE, RETRY = range(9)  # drawers
@@ -111,6 +112,8 @@ class JointExpert:
         self.anchor = np.zeros((n, 3))  # knobs: a point on the axis, the axis, the contact at q0
         self.axis = np.zeros((n, 3))
         self.contact = np.zeros((n, 3))
+        self.lever = np.zeros((n, 3))
+        self.height = np.zeros(n)
         self.q0 = np.zeros(n)
         self.gap = np.zeros(n)  # drawers: the finger opening (m) for the pinch
         self.tries = np.zeros(n, np.int64)
@@ -189,8 +192,10 @@ class JointExpert:
                 tangent[2] = 0.0
                 tangent /= max(np.linalg.norm(tangent), 1e-9)
                 half = np.abs((corners[:, :2] - anchor[r, :2]) @ tangent[:2]).max()
-                point = anchor[r] + 0.75 * reach * u - (half + FINGER_HALF + 0.008) * tangent
-                point[2] = hb[:, 1, 2].max() - 0.012
+                self.lever[rows[r]] = KNOB_RADIUS * reach * u  # the push point on the lever, from the axis
+                self.height[rows[r]] = hb[:, 1, 2].max() - 0.012 - anchor[r, 2]
+                point = anchor[r] + self.lever[rows[r]] - (half + FINGER_HALF + 0.008) * tangent
+                point[2] = anchor[r, 2] + self.height[rows[r]]
                 self.contact[rows[r]] = point
             self.phase[rows] = ABOVE
             self.ori[rows] = ori
@@ -299,8 +304,12 @@ class JointExpert:
         contact = self.contact[rows]
         target = eef.copy()
         done = np.zeros(n, bool)
-        turned = q - self.q0[rows] + self.sign * LEAD
-        lead = self.anchor[rows] + np.einsum("nij,nj->ni", _rot(self.axis[rows], turned), contact - self.anchor[rows])
+        # the push point on the lever as the knob has turned, and past it in the turning direction
+        lever = np.einsum("nij,nj->ni", _rot(self.axis[rows], q - self.q0[rows]), self.lever[rows])
+        ahead = self.sign * np.cross(self.axis[rows], lever)
+        ahead /= np.maximum(np.linalg.norm(ahead, axis=1, keepdims=True), 1e-9)
+        lead = self.anchor[rows] + lever + PUSH_DEPTH * ahead
+        lead[:, 2] = self.anchor[rows, 2] + self.height[rows]
         for r in range(n):
             p = phase[r]
             if p == ABOVE:
