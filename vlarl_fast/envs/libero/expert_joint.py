@@ -105,6 +105,7 @@ class JointExpert:
         self.phase = np.zeros(n, np.int64)
         self.count = np.zeros(n, np.int64)
         self.home_ori = np.tile(np.eye(3), (n, 1, 1))  # orientation at the start (restored at the end)
+        self.home_pos = np.zeros((n, 3))  # drawers: where the gripper was at the start (returned to)
         self.ori = np.tile(np.eye(3), (n, 1, 1))  # the orientation while at the part
         self.out = np.zeros((n, 3))  # drawers: the opening direction (world)
         self.handle = np.zeros(n, np.int64)  # drawers: the handle geom
@@ -148,6 +149,7 @@ class JointExpert:
         axis, anchor = self._world_axis(engine, ids)
         boxes = self._boxes(engine, ids)  # [n, g, 2, 3]
         self.home_ori[rows] = ori
+        self.home_pos[rows] = eef
         self.count[rows] = 0
         self.q0[rows] = q
         if self.slide:
@@ -277,16 +279,16 @@ class JointExpert:
                 count[r] += 1
                 if np.linalg.norm(eef[r] - target[r]) < 0.02 or count[r] > 40:
                     p, count[r] = RESTORE, 0
-                    self.back[rows[r]] = target[r] + np.array([0.0, 0.0, 0.05])
-            if p == RESTORE:
-                target[r] = self.back[rows[r]]
+            if p == RESTORE:  # back to the start pose: the arm's posture comes back with it
+                target[r] = self.home_pos[rows[r]]
                 want[r] = self.home_ori[rows[r]]
                 grip[r] = OPEN
                 count[r] += 1
-                if orientation_error(ori[r:r + 1], want[r:r + 1])[0] < 0.05 or count[r] > 60:
+                if (orientation_error(ori[r:r + 1], want[r:r + 1])[0] < 0.05
+                        and np.linalg.norm(eef[r] - target[r]) < 0.03) or count[r] > 80:
                     p = DONE
             if p == DONE:
-                target[r] = self.back[rows[r]]
+                target[r] = self.home_pos[rows[r]]
                 want[r] = self.home_ori[rows[r]]
                 grip[r] = OPEN
                 done[r] = True
