@@ -231,6 +231,8 @@ class JointExpert:
             p = phase[r]
             if p == TO_FRONT:
                 target[r] = handle[r] + STANDOFF * out[r]
+                if (eef[r] - handle[r]) @ out[r] < STANDOFF - 0.03:  # over or behind the drawer: out first, then down
+                    target[r, 2] = max(target[r, 2], eef[r, 2])
                 if self.predicate == "open":
                     grip[r] = towards[r]
                 if np.linalg.norm(eef[r] - target[r]) < 0.015 and ang[r] < 0.08:
