@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vlarl_fast.envs.libero.expert_clear import ClearExpert
 from vlarl_fast.envs.libero.expert_common import OPEN, UnsupportedGoal
 from vlarl_fast.envs.libero.expert_joint import JointExpert
 from vlarl_fast.envs.libero.expert_place import PlaceExpert
@@ -53,11 +54,16 @@ def plan_goal(scene) -> list[tuple]:
             finals.append((name, pred[1]))
         else:
             raise UnsupportedGoal(f"{scene.task.name}: the expert has no controller for {pred} (goal {scene.goal()})")
+    picked = {step[1] for step in places}
+    loose = list(getattr(scene.robosuite_env, "objects_dict", {}).keys())
     seen, ordered = set(), []
     for step in opens + places + finals:
-        if step not in seen:
-            seen.add(step)
-            ordered.append(step)
+        if step in seen:
+            continue
+        seen.add(step)
+        if step[0] == "open":  # first clear the drawer's way
+            ordered += [("clear", obj, step[1], obj in picked) for obj in loose]
+        ordered.append(step)
     return ordered
 
 
@@ -66,8 +72,23 @@ class LiberoExpert:
 
     def __init__(self, scene):
         self.plan = plan_goal(scene)
-        self.experts = [PlaceExpert(scene, *step) if len(step) == 3 else JointExpert(scene, *step)
-                        for step in self.plan]
+        self.experts = []
+        for step in self.plan:
+            if step[0] == "clear":  # the JointExpert of the opening it makes way for comes next
+                continue
+            self.experts.append(PlaceExpert(scene, *step) if len(step) == 3 else JointExpert(scene, *step))
+        experts, joints = iter(self.experts), {}
+        self.experts = []
+        pending = []
+        for step in self.plan:
+            if step[0] == "clear":
+                pending.append(step)
+                continue
+            expert = next(experts)
+            for _, obj, _, later in pending:
+                self.experts.append(ClearExpert(scene, obj, expert, later))
+            pending = []
+            self.experts.append(expert)
         self.ids = np.zeros(0, np.int64)
         self.step = np.zeros(0, np.int64)
 

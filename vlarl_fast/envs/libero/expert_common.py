@@ -67,6 +67,11 @@ def aabb(model, geoms, geom_xpos, geom_xmat) -> np.ndarray:
     return np.stack([world.min(axis=1), world.max(axis=1)], axis=1)
 
 
+def aabb_each(model, geoms, geom_xpos, geom_xmat) -> np.ndarray:
+    """World AABB of each geom [n, g, 2, 3], as `aabb` computes one box."""
+    return np.stack([aabb(model, np.asarray(geoms)[i:i + 1], geom_xpos, geom_xmat) for i in range(len(geoms))], axis=1)
+
+
 def geom_boxes(model, geoms, geom_xpos, geom_xmat) -> np.ndarray:
     """World AABB of each geom [n, g, 2, 3] (min, max) from its local box (model.geom_aabb)."""
     geoms = np.asarray(geoms, dtype=np.int64)

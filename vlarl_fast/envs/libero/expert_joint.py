@@ -135,6 +135,27 @@ class JointExpert:
     def _boxes(self, engine, ids):
         return geom_boxes(self.model, self.geoms, engine.field("geom_xpos")[ids], engine.field("geom_xmat")[ids])
 
+    def sweep(self, engine, ids, front: bool = True) -> np.ndarray:
+        """[n, 2, 3] drawers: the box the drawer sweeps from here to the goal; with `front`,
+        stretched out in front of it by the gripper's stand-off and down to the gripper's reach
+        below the handle."""
+        ids = np.asarray(ids, dtype=np.int64)
+        axis, _ = self._world_axis(engine, ids)
+        q = engine.qpos[ids][:, self.qadr]
+        boxes = self._boxes(engine, ids)
+        now = np.stack([boxes[:, :, 0].min(axis=1), boxes[:, :, 1].max(axis=1)], axis=1)
+        travel = axis * (self.goal - q)[:, None]
+        box = np.stack([np.minimum(now[:, 0], now[:, 0] + travel), np.maximum(now[:, 1], now[:, 1] + travel)], axis=1)
+        if not front:
+            return box
+        out = -self.sign * axis if self.predicate == "close" else self.sign * axis
+        reach = np.einsum("ngi,ni->ng", np.where(out[:, None, :] > 0, boxes[:, :, 1], boxes[:, :, 0]), out)
+        handle = boxes[np.arange(ids.size), np.argmax(reach, axis=1)]
+        front = box + (STANDOFF + 0.02) * out[:, None, :]
+        box = np.stack([np.minimum(box[:, 0], front[:, 0]), np.maximum(box[:, 1], front[:, 1])], axis=1)
+        box[:, 0, 2] = np.minimum(box[:, 0, 2], handle.mean(axis=1)[:, 2] - 0.08)
+        return box
+
     def satisfied(self, engine, ids) -> np.ndarray:
         """[n] bool: LIBERO's predicate already holds (the joint is past its threshold)."""
         q = engine.qpos[np.asarray(ids, dtype=np.int64)][:, self.qadr]

@@ -108,7 +108,7 @@ class PlaceExpert:
         self.stall[rows] = 0
         self.retreat[rows] = 0.0
 
-    def _target(self, gx, gm, sx, bx):
+    def _target(self, gx, gm, sx, bx, rows):
         """Per env: the target's (x, y), the surface the object is set down on, the target's top.
         LIBERO's On(a, b) of two objects compares their body positions (horizontal distance
         < 3 cm), so an object target's place is its body position; a region's is its site."""
@@ -140,7 +140,7 @@ class PlaceExpert:
         eef = sx[:, self.eef_site]
         obj = aabb(self.model, self.obj_geoms, gx, gm)
         obj_centre = obj.mean(axis=1)
-        txy, surface, ttop = self._target(gx, gm, sx, bx)
+        txy, surface, ttop = self._target(gx, gm, sx, bx, rows)
         obj_ref = bx[:, self.obj_body, :2]  # the object's body position: what LIBERO's predicates read
         obstacles = self._obstacle_top(gx, gm, obj_ref, txy, ttop)
         phase = self.phase[rows]
