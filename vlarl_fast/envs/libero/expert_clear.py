@@ -20,7 +20,7 @@ import mujoco
 import numpy as np
 
 from vlarl_fast.envs.libero.expert_common import aabb, aabb_each, object_body
-from vlarl_fast.envs.libero.expert_place import PlaceExpert
+from vlarl_fast.envs.libero.expert_place import RETREAT, PlaceExpert
 
 MARGIN = 0.03  # m around the keep-out box and between objects at the free spot
 HAND_REACH = 0.06  # m more around the drawer for an object that is picked later (the hand comes down
@@ -111,6 +111,13 @@ class ClearExpert(PlaceExpert):
         self.spot[rows] = self._spots(engine, ids)
         self.table_top[rows] = aabb(self.model, self.table_geoms, f("geom_xpos")[ids], f("geom_xmat")[ids])[:, 1, 2]
         super().start(engine, ids, rows)
+
+    def act(self, engine, ids, rows):
+        """As a placement, but done 4 cm above the released object (the next step leaves from there)."""
+        action, done = super().act(engine, ids, rows)
+        z = engine.field("site_xpos")[np.asarray(ids, dtype=np.int64)][:, self.eef_site, 2]
+        rows = np.asarray(rows, dtype=np.int64)
+        return action, done | ((self.phase[rows] == RETREAT) & (z > self.retreat[rows, 2] - 0.08))
 
     def _target(self, gx, gm, sx, bx, rows):
         spot = np.where(np.isfinite(self.spot[rows]), self.spot[rows], bx[:, self.obj_body, :2])

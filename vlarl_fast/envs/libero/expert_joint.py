@@ -36,12 +36,12 @@ from vlarl_fast.envs.libero.expert_common import (CLOSED, OPEN, UnsupportedGoal,
 SLIDE_MARGIN = 0.012  # m past LIBERO's threshold (within the joint range)
 HINGE_MARGIN = 0.3  # rad past LIBERO's threshold
 STANDOFF = 0.10  # gripper stop in front of the handle before moving onto it (m)
-PINCH_STEPS = 12
+PINCH_STEPS = 8
 PINCH_ROOM = 0.012  # m between each open finger and the handle before the pinch (a wide-open
 # gripper would touch the drawers' handles above and below)
 SLIP = 0.035  # m between the gripper and the handle's centre: the pinch has slipped
 MAX_TRIES = 3
-RELEASE_STEPS = 8
+RELEASE_STEPS = 5
 PULL_LEAD = 0.08  # m the gripper's target leads the handle along the joint (a full-input pull)
 PUSH_DEPTH = 0.01  # m past the lever's centre line the finger's target lies while turning a knob
 KNOB_RADIUS = 0.7  # the push point along the lever, a fraction of its reach from the axis
@@ -275,7 +275,6 @@ class JointExpert:
                 move = out[r] if self.predicate == "open" else -out[r]
                 target[r] = handle[r] + PULL_LEAD * move
                 grip[r] = CLOSED
-                limit[r] = 0.7
                 count[r] += 1
                 slipped = np.linalg.norm(eef[r] - handle[r]) > SLIP and self.tries[rows[r]] + 1 < MAX_TRIES
                 if self.reached(q[r:r + 1])[0] or count[r] > 120 or slipped:
@@ -295,7 +294,7 @@ class JointExpert:
                 count[r] += 1
                 if count[r] >= RELEASE_STEPS or self.predicate == "close":
                     p, count[r] = BACK, 0
-                    self.back[rows[r]] = eef[r] + 0.08 * out[r]
+                    self.back[rows[r]] = eef[r] + 0.06 * out[r]
             if p == BACK:
                 target[r] = self.back[rows[r]]
                 grip[r] = OPEN
@@ -307,8 +306,8 @@ class JointExpert:
                 want[r] = self.home_ori[rows[r]]
                 grip[r] = OPEN
                 count[r] += 1
-                if (orientation_error(ori[r:r + 1], want[r:r + 1])[0] < 0.05
-                        and np.linalg.norm(eef[r] - target[r]) < 0.03) or count[r] > 80:
+                if (orientation_error(ori[r:r + 1], want[r:r + 1])[0] < 0.08
+                        and np.linalg.norm(eef[r] - target[r]) < 0.08) or count[r] > 80:
                     p = DONE
             if p == DONE:
                 target[r] = self.home_pos[rows[r]]
