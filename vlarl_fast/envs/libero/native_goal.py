@@ -74,7 +74,7 @@ def _joint_predicate(env, name: str, obj: str):
     if state.object_state_type == "site":
         if name not in ("open", "close"):
             return None
-        joints = list(env.object_sites_dict[obj].joints)
+        joints = list(env.object_sites_dict[obj].joints or [])
         owner = env.get_object(state.parent_name)
     else:
         joints = list(env.get_object(obj).joints)
