@@ -4,15 +4,18 @@ LIBERO's parsed goal is a conjunction of predicates; the expert does them one af
 each with a closed-loop controller on the live simulator state of every env:
 - `On(obj, target)` / `In(obj, region)`: pick and place (expert_place.py);
 - `Open` / `Close` of a drawer, `TurnOn` / `TurnOff` of a knob: move the part's joint past the
-  threshold of LIBERO's own predicate on it (expert_joint.py).
+  threshold of LIBERO's own predicate on it (expert_joint.py);
+- clearing a drawer's way before it opens (expert_clear.py).
 
 The order: opening drawers first, then the placements in the goal's order, then closing drawers
 and turning knobs (so "put the bowl in the bottom drawer and close it", whose BDDL lists Close
 first, places before it closes). A placement into a drawer's region (a region whose site moves
 with a slide joint that LIBERO can call open) is preceded by opening that drawer: LIBERO's
-"open the top drawer and put the bowl inside" has the single goal In(bowl, top region). A part
-whose predicate already holds when its turn comes is skipped (a drawer that starts open).
-Unsupported predicates (Up, In an object, doors on hinges) raise `UnsupportedGoal`.
+"open the top drawer and put the bowl inside" has the single goal In(bowl, top region). Before
+each opening, every loose object of the scene gets a step that moves it to a free table spot if
+it is in the drawer's way (expert_clear.py; skipped when it is not). A step whose predicate
+already holds when its turn comes is skipped (a drawer that starts open).
+Other predicates (Up, ...) and doors on hinges (a microwave's Close) raise `UnsupportedGoal`.
 
 Actions are LIBERO's 7-D ones, as the policy outputs them: OSC_POSE position deltas in input
 units (1 = 5 cm), rotation deltas (1 = 0.5 rad; zero for pick-and-place and knobs, so robosuite's
@@ -72,23 +75,15 @@ class LiberoExpert:
 
     def __init__(self, scene):
         self.plan = plan_goal(scene)
+        joints = {step: JointExpert(scene, *step) for step in self.plan
+                  if step[0] in ("open", "close", "turnon", "turnoff")}
         self.experts = []
         for step in self.plan:
-            if step[0] == "clear":  # the JointExpert of the opening it makes way for comes next
-                continue
-            self.experts.append(PlaceExpert(scene, *step) if len(step) == 3 else JointExpert(scene, *step))
-        experts, joints = iter(self.experts), {}
-        self.experts = []
-        pending = []
-        for step in self.plan:
-            if step[0] == "clear":
-                pending.append(step)
-                continue
-            expert = next(experts)
-            for _, obj, _, later in pending:
-                self.experts.append(ClearExpert(scene, obj, expert, later))
-            pending = []
-            self.experts.append(expert)
+            if step[0] == "clear":  # out of the way of the drawer that this opening opens
+                _, obj, region, picked_later = step
+                self.experts.append(ClearExpert(scene, obj, joints[("open", region)], picked_later))
+            else:
+                self.experts.append(joints[step] if step in joints else PlaceExpert(scene, *step))
         self.ids = np.zeros(0, np.int64)
         self.step = np.zeros(0, np.int64)
 

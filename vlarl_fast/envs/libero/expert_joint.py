@@ -11,15 +11,21 @@ the part has to move. Everything else comes from the model and the live state of
 - A drawer (a slide joint): its handle is the collision geom of the drawer's bodies that sticks
   out furthest along the drawer's opening direction. Open: the gripper turns to point into the
   cabinet with its fingers closing vertically (a downward gripper cannot reach a handle with
-  another drawer above it), stops 10 cm in front of the handle, moves onto it, pinches it and
-  pulls along the joint axis until the joint is past the threshold; then lets go, backs off and
-  turns back to the orientation it started with. Close: the same with the gripper closed and
-  its fingers closing horizontally (a thin hand, clear of the table under a bottom drawer),
-  pushing the handle in.
+  another drawer above it), sets its fingers 1.2 cm clear of the handle (wide open they would
+  touch the handles above and below; the finger command moves 5 mm a control step and holds on
+  a zero input), stops 10 cm in front of the handle, moves onto it, pinches it and pulls along
+  the joint axis until the joint is past the threshold; a pinch that slips (the handle 3.5 cm
+  away from the gripper) is let go and taken again (3 tries). Then it lets go, backs off and
+  returns to the pose and orientation it started from (the arm's posture comes back with it;
+  a placement from a drawer-side posture runs into joint limits). Close: the same with the
+  gripper closed and its fingers closing horizontally (a thin hand, clear of the table under a
+  bottom drawer), pushing the handle in. Over or behind the drawer (after a placement into it)
+  the gripper first moves out in front of it, then down.
 - A knob (a hinge joint about a vertical axis): the closed, downward gripper goes down beside
-  the knob's lever (the highest collision geoms of the knob's bodies, at 3/4 of their reach
-  from the axis) on the side away from the turning direction and pushes it round: its target
-  is the contact point rotated with the knob's angle plus a lead, until the joint is past the
+  the knob's lever (the highest collision geoms of the knob's bodies; the push point at 0.7 of
+  their reach from the axis) on the side away from the turning direction, then its target is
+  that point of the lever as the knob has turned, 1 cm past the lever's centre line in the
+  turning direction: it pushes the lever round, square to it, until the joint is past the
   threshold; then it rises.
 
 Doors on hinges (a microwave's Open / Close) are not handled: `UnsupportedGoal`.
