@@ -31,8 +31,8 @@ def test_expert_succeeds_from_init_states(get_scene, suite, index):
     assert LiberoSuccess(scene).goal() == scene.goal()
 
 
-# (suite, task index, init states): Open(drawer) (init 3: the bowl lies in the drawer's way and
-# is moved first), TurnOn(stove knob), two In(object, basket) in sequence
+# (suite, task index, init states): Open(drawer) (in both the bowl lies in the drawer's way and is
+# moved first), TurnOn(stove knob), two In(object, basket) in sequence
 GOAL_KINDS = [("libero_goal", 0, [3, 17]), ("libero_goal", 7, [0, 41]), ("libero_10", 0, [0, 29])]
 
 
