@@ -6,12 +6,14 @@ the table in front of the cabinet jams it), or, opened, it hangs over the object
 step has to pick from above ("open the top drawer and put the bowl inside" with the bowl under
 the drawer). So before an opening, each loose object of the scene is checked against the drawer's
 keep-out box: the space the drawer sweeps from its current joint position to the goal one
-(expert_joint.JointExpert.sweep), 3 cm wider, reaching down to the gripper's reach below the
-handle; an object that a later step picks counts when its footprint is under the swept space at
-any height, widened by the hand's half length (the hand comes down around it later). An object
-in the way is picked and set down on the table at the nearest free spot (rings of 12 to 30 cm
-around it, 16 directions: clear of the keep-out box, of every other object and fixture by 3 cm,
-on the table and within the arm's reach), exactly as a placement does it (expert_place.py).
+(expert_joint.JointExpert.sweep) and the gripper's stand-off in front of it, 3 cm wider, down
+to 8 cm under the handle (where the turned hand reaches); for an object that a later step picks,
+the swept space alone, 9 cm wider, at any height (the hand comes down around it later and must
+not meet the open drawer). An object in the way is picked and set down on the table at a free
+spot, as a placement does it (expert_place.py; done once the gripper is 4 cm over the released
+object): on the nearest of rings 12 to 30 cm around it (16 directions) that has one, the spot
+furthest from the keep-out box, clear of it and of every other object and fixture by 3 cm, on
+the table and within the arm's reach. An object with no free spot is left where it is.
 """
 
 from __future__ import annotations

@@ -247,7 +247,6 @@ class JointExpert:
         target = eef.copy()
         want = self.ori[rows].copy()
         grip = np.full(n, OPEN if self.predicate == "open" else CLOSED)
-        limit = np.full(n, 1.0)
         done = np.zeros(n, bool)
         ang = orientation_error(ori, want)
         # towards the pinch opening: robosuite moves the finger command 5 mm a control step on a
@@ -323,7 +322,7 @@ class JointExpert:
             phase[r] = p
         self.phase[rows], self.count[rows] = phase, count
         action = np.zeros((n, 7))
-        action[:, :3] = position_input(target, eef) * limit[:, None]
+        action[:, :3] = position_input(target, eef)
         action[:, 3:6] = rotation_input(ori, want)
         action[:, 6] = grip
         return action, done
