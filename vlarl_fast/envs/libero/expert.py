@@ -1,18 +1,26 @@
-"""A scripted expert for LIBERO's pick-and-place tasks, written against the task's BDDL goal.
+"""A scripted expert for LIBERO tasks, written against the task's BDDL goal.
 
-From the task's goal (LIBERO's parsed problem: `On(obj, target)` / `In(obj, region)`) and the
-live simulator state of each env (object poses and collision-geom extents, region sites, the end
-effector), a closed-loop controller produces LIBERO's 7-D actions: OSC_POSE position deltas in
-input units (1 = 5 cm), zero rotation (robosuite's OSC then keeps the home pose's downward
-gripper orientation), gripper -1 open / +1 closed, as the policy outputs them.
+LIBERO's parsed goal is a conjunction of predicates; the expert does them one after another,
+each with a closed-loop controller on the live simulator state of every env:
+- `On(obj, target)` / `In(obj, region)`: pick and place (expert_place.py);
+- `Open` / `Close` of a drawer, `TurnOn` / `TurnOff` of a knob: move the part's joint past the
+  threshold of LIBERO's own predicate on it (expert_joint.py);
+- clearing a drawer's way before it opens (expert_clear.py).
 
-Phases per env: approach above the object's grasp point, descend, close the gripper, lift above
-every obstacle between here and the target, carry over the target, lower until the object is just
-above the target's surface (or the descent stalls on it), open the gripper, retreat upwards.
-The grasp point is the object's collision-geom box centre at most 3 cm under its top; objects
-wider than the gripper opens (bowls, plates) are taken by the rim: the point offset towards the
-rim along the fingers' closing axis. No constant is tuned to an init state: every target comes
-from the goal's objects as they lie in that episode.
+The order: opening drawers first, then the placements in the goal's order, then closing drawers
+and turning knobs (so "put the bowl in the bottom drawer and close it", whose BDDL lists Close
+first, places before it closes). A placement into a drawer's region (a region whose site moves
+with a slide joint that LIBERO can call open) is preceded by opening that drawer: LIBERO's
+"open the top drawer and put the bowl inside" has the single goal In(bowl, top region). Before
+each opening, every loose object of the scene gets a step that moves it to a free table spot if
+it is in the drawer's way (expert_clear.py; skipped when it is not). A step whose predicate
+already holds when its turn comes is skipped (a drawer that starts open).
+Other predicates (Up, ...) and doors on hinges (a microwave's Close) raise `UnsupportedGoal`.
+
+Actions are LIBERO's 7-D ones, as the policy outputs them: OSC_POSE position deltas in input
+units (1 = 5 cm), rotation deltas (1 = 0.5 rad; zero for pick-and-place and knobs, so robosuite's
+OSC keeps the downward gripper; drawers turn the gripper to point into the cabinet and back),
+gripper -1 open / +1 closed. No constant is tuned to an init state.
 
     expert = LiberoExpert(scene)                    # scene: LiberoScene of the task
     expert.reset(engine, env_ids)                   # at the episode start (after settling)
@@ -21,235 +29,102 @@ from the goal's objects as they lie in that episode.
 
 from __future__ import annotations
 
-import mujoco
 import numpy as np
 
-GAIN = 1.0 / 0.05  # OSC input units per metre of position error (a full unit at 5 cm)
-MAX_INPUT = 1.0
-OPEN, CLOSED = -1.0, 1.0
-GRIPPER_SPAN = 0.075  # widest object the open Panda gripper takes across (m)
-GRASP_DEPTH = 0.03  # grasp point at most this far under the object's top
-CLEARANCE = 0.09  # carried object's bottom above the highest obstacle on its way
-CORRIDOR = 0.07  # obstacles within this horizontal distance of the straight way count
-RELEASE_GAP = 0.015  # object bottom above the target surface when the gripper opens
-GRASP_STEPS = 14  # control steps the gripper takes to close on the object
-RELEASE_STEPS = 10
+from vlarl_fast.envs.libero.expert_clear import ClearExpert
+from vlarl_fast.envs.libero.expert_common import OPEN, UnsupportedGoal
+from vlarl_fast.envs.libero.expert_joint import JointExpert
+from vlarl_fast.envs.libero.expert_place import PlaceExpert
 
-APPROACH, DESCEND, GRASP, LIFT, CARRY, LOWER, RELEASE, RETREAT = range(8)
-PHASES = ("approach", "descend", "grasp", "lift", "carry", "lower", "release", "retreat")
+__all__ = ["LiberoExpert", "UnsupportedGoal", "plan_goal"]
 
 
-class UnsupportedGoal(ValueError):
-    pass
+def plan_goal(scene) -> list[tuple]:
+    """The goal's predicates in the order the expert does them, with the drawer openings that
+    placements into drawers need (see the module docstring)."""
+    from vlarl_fast.envs.libero.native_goal import joint_goal
 
-
-def _body_subtree(model: mujoco.MjModel, root: int) -> list[int]:
-    out = [root]
-    for b in range(model.nbody):
-        p = b
-        while p > 0 and p != root:
-            p = model.body_parentid[p]
-        if p == root and b != root:
-            out.append(b)
-    return out
-
-
-def _object_body(model: mujoco.MjModel, name: str) -> int:
-    for candidate in (f"{name}_main", name):
-        i = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, candidate)
-        if i >= 0:
-            return i
-    raise UnsupportedGoal(f"no body for object {name!r} ({name}_main or {name})")
-
-
-def _collision_geoms(model: mujoco.MjModel, bodies: list[int]) -> np.ndarray:
-    sel = np.isin(model.geom_bodyid, bodies) & ((model.geom_contype != 0) | (model.geom_conaffinity != 0))
-    return np.nonzero(sel)[0]
-
-
-def _aabb(model, geoms, geom_xpos, geom_xmat) -> np.ndarray:
-    """World AABB [n, 2, 3] (min, max) of `geoms` for each env's geom poses [n, ngeom, 3 / 9]."""
-    centre = model.geom_aabb[geoms, :3]  # local box centre and half sizes
-    half = model.geom_aabb[geoms, 3:]
-    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
-    corners = centre[:, None, :] + signs[None] * half[:, None, :]  # [g, 8, 3]
-    mats = geom_xmat[:, geoms].reshape(-1, len(geoms), 3, 3)
-    world = np.einsum("ngij,gkj->ngki", mats, corners) + geom_xpos[:, geoms][:, :, None, :]
-    world = world.reshape(world.shape[0], -1, 3)
-    return np.stack([world.min(axis=1), world.max(axis=1)], axis=1)
+    opens, places, finals = [], [], []
+    for pred in scene.goal():
+        name = str(pred[0]).lower()
+        if name in ("on", "in") and len(pred) == 3:
+            if joint_goal(scene, "open", pred[2]) is not None:
+                opens.append(("open", pred[2]))
+            places.append((name, pred[1], pred[2]))
+        elif name == "open" and len(pred) == 2:
+            opens.append((name, pred[1]))
+        elif name in ("close", "turnon", "turnoff") and len(pred) == 2:
+            finals.append((name, pred[1]))
+        else:
+            raise UnsupportedGoal(f"{scene.task.name}: the expert has no controller for {pred} (goal {scene.goal()})")
+    picked = {step[1] for step in places}
+    loose = list(getattr(scene.robosuite_env, "objects_dict", {}).keys())
+    seen, ordered = set(), []
+    for step in opens + places + finals:
+        if step in seen:
+            continue
+        seen.add(step)
+        if step[0] == "open":  # first clear the drawer's way
+            ordered += [("clear", obj, step[1], obj in picked) for obj in loose]
+        ordered.append(step)
+    return ordered
 
 
 class LiberoExpert:
     """The scripted expert of one LIBERO task (see the module docstring)."""
 
     def __init__(self, scene):
-        model = scene.model
-        self.model = model
-        goal = scene.goal()
-        if len(goal) != 1 or goal[0][0].lower() not in ("on", "in"):
-            raise UnsupportedGoal(f"{scene.task.name}: the expert handles one On/In goal, got {goal}")
-        predicate, obj, target = goal[0]
-        self.predicate = predicate.lower()
-        self.obj_body = _object_body(model, obj)
-        self.obj_geoms = _collision_geoms(model, _body_subtree(model, self.obj_body))
-        self.target_site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, target)
-        if self.target_site >= 0:  # a region: its site; surfaces are those of the site's top-level body
-            top = model.site_bodyid[self.target_site]
-            while model.body_parentid[top] > 0:
-                top = model.body_parentid[top]
-            self.target_geoms = _collision_geoms(model, _body_subtree(model, top))
-            self.target_body = -1
-        else:
-            self.target_body = _object_body(model, target)
-            self.target_geoms = _collision_geoms(model, _body_subtree(model, self.target_body))
-        if self.target_geoms.size == 0:
-            raise UnsupportedGoal(f"{scene.task.name}: target {target!r} has no collision geoms")
-        robot = ("robot0_", "gripper0_", "mount0_")
-        self.obstacle_geoms = np.array([g for g in _collision_geoms(model, list(range(1, model.nbody)))
-                                        if not model.body(model.geom_bodyid[g]).name.startswith(robot)
-                                        and model.body(model.geom_bodyid[g]).name != "table"
-                                        and g not in set(self.obj_geoms.tolist())], dtype=np.int64)
-        self.eef_site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "gripper0_grip_site")
-        self.fingers = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n)
-                        for n in ("gripper0_leftfinger", "gripper0_rightfinger")]
-        self.phase = np.zeros(0, np.int64)
-
-    # ------------------------------------------------------------------ state
-    def _read(self, engine, ids):
-        f = engine.field
-        return f("geom_xpos")[ids], f("geom_xmat")[ids], f("site_xpos")[ids], f("xpos")[ids]
+        self.plan = plan_goal(scene)
+        joints = {step: JointExpert(scene, *step) for step in self.plan
+                  if step[0] in ("open", "close", "turnon", "turnoff")}
+        self.experts = []
+        for step in self.plan:
+            if step[0] == "clear":  # out of the way of the drawer that this opening opens
+                _, obj, region, picked_later = step
+                self.experts.append(ClearExpert(scene, obj, joints[("open", region)], picked_later))
+            else:
+                self.experts.append(joints[step] if step in joints else PlaceExpert(scene, *step))
+        self.ids = np.zeros(0, np.int64)
+        self.step = np.zeros(0, np.int64)
 
     def reset(self, engine, env_ids) -> None:
-        ids = np.asarray(env_ids, dtype=np.int64)
-        n = ids.size
-        gx, gm, sx, bx = self._read(engine, ids)
-        obj = _aabb(self.model, self.obj_geoms, gx, gm)
-        eef = sx[:, self.eef_site]
-        centre = obj.mean(axis=1)
-        width = obj[:, 1, :2] - obj[:, 0, :2]
-        # the fingers' closing axis (horizontal): left finger - right finger
-        fx = bx[:, self.fingers[0]] - bx[:, self.fingers[1]]
-        axis = fx[:, :2] / np.maximum(np.linalg.norm(fx[:, :2], axis=1, keepdims=True), 1e-9)
-        self.grasp_offset = np.zeros((n, 3))  # grasp point - object AABB centre (x, y); z absolute below
-        wide = width.min(axis=1) > GRIPPER_SPAN
-        radius = 0.5 * np.abs(width @ np.eye(2)).mean(axis=1) if n else np.zeros(0)
-        # rim grasp: towards the rim along the closing axis, on the robot's side of the object
-        side = np.sign(np.einsum("ni,ni->n", (eef - centre)[:, :2], axis))
-        side[side == 0] = 1.0
-        self.grasp_offset[wide, :2] = (axis * (side * (radius - 0.02))[:, None])[wide]
-        height = obj[:, 1, 2] - obj[:, 0, 2]
-        self.grasp_depth = np.minimum(GRASP_DEPTH, 0.5 * height)
-        self.grasp_depth[wide] = np.minimum(0.02, 0.5 * height[wide])
-        self.phase = np.zeros(n, np.int64)
-        self.count = np.zeros(n, np.int64)
-        self.last_z = eef[:, 2].copy()
-        self.stall = np.zeros(n, np.int64)
-        self.retreat = np.zeros((n, 3))
-        self.ids = ids
+        self.ids = np.asarray(env_ids, dtype=np.int64)
+        self.step = np.zeros(self.ids.size, np.int64)
+        for expert in self.experts:
+            expert.setup(self.ids.size)
+        self._begin(engine, np.arange(self.ids.size))
 
-    def _target(self, gx, gm, sx, bx):
-        """Per env: the target's (x, y), the surface the object is set down on, the target's top.
-        LIBERO's On(a, b) of two objects compares their body positions (horizontal distance
-        < 3 cm), so an object target's place is its body position; a region's is its site."""
-        tgt = _aabb(self.model, self.target_geoms, gx, gm)
-        if self.target_site >= 0:  # a region: its site marks the place and the surface height
-            return sx[:, self.target_site, :2], sx[:, self.target_site, 2], tgt[:, 1, 2]
-        return bx[:, self.target_body, :2], tgt[:, 1, 2], tgt[:, 1, 2]
-
-    def _obstacle_top(self, gx, gm, start, end, default) -> np.ndarray:
-        """Per env: the highest top among obstacle geoms within CORRIDOR of the straight way from
-        `start` to `end` (x, y), or `default` where none is."""
-        out = np.array(default, dtype=np.float64)
-        if self.obstacle_geoms.size == 0:
-            return out
-        # per-geom world boxes [n, g, 2, 3]
-        boxes = np.stack([_aabb(self.model, self.obstacle_geoms[i:i + 1], gx, gm)
-                          for i in range(self.obstacle_geoms.size)], axis=1)
-        path = start[:, None] + np.linspace(0.0, 1.0, 12)[None, :, None] * (end - start)[:, None]  # [n, 12, 2]
-        lo, hi = boxes[:, :, 0, :2] - CORRIDOR, boxes[:, :, 1, :2] + CORRIDOR  # [n, g, 2]
-        near = ((path[:, None] >= lo[:, :, None]) & (path[:, None] <= hi[:, :, None])).all(-1).any(-1)  # [n, g]
-        tops = np.where(near, boxes[:, :, 1, 2], -np.inf).max(axis=1)
-        return np.maximum(out, tops)
+    def _begin(self, engine, rows: np.ndarray) -> None:
+        """Starts the current step of env rows `rows`, skipping steps that already hold."""
+        while rows.size:
+            skipped = []
+            for k in np.unique(self.step[rows]):
+                sel = rows[self.step[rows] == k]
+                expert = self.experts[k]
+                expert.start(engine, self.ids[sel], sel)
+                if k + 1 < len(self.experts) and hasattr(expert, "satisfied"):
+                    held = sel[expert.satisfied(engine, self.ids[sel])]
+                    self.step[held] += 1
+                    skipped.append(held)
+            rows = np.concatenate(skipped) if skipped else np.zeros(0, np.int64)
 
     def act(self, engine, env_ids) -> np.ndarray:
         ids = np.asarray(env_ids, dtype=np.int64)
         rows = np.searchsorted(self.ids, ids) if not np.array_equal(ids, self.ids) else np.arange(ids.size)
-        gx, gm, sx, bx = self._read(engine, ids)
-        eef = sx[:, self.eef_site]
-        obj = _aabb(self.model, self.obj_geoms, gx, gm)
-        obj_centre = obj.mean(axis=1)
-        txy, surface, ttop = self._target(gx, gm, sx, bx)
-        obj_ref = bx[:, self.obj_body, :2]  # the object's body position: what LIBERO's predicates read
-        obstacles = self._obstacle_top(gx, gm, obj_ref, txy, ttop)
-        phase = self.phase[rows]
-        count = self.count[rows]
         action = np.zeros((ids.size, 7))
-        target = eef.copy()
-        grip = np.full(ids.size, OPEN)
-        grasp_xy = obj_centre[:, :2] + self.grasp_offset[rows, :2]
-        grasp_z = obj[:, 1, 2] - self.grasp_depth[rows]
-        bottom_below_eef = eef[:, 2] - obj[:, 0, 2]  # valid once held
-        carry_z = np.maximum(obstacles, ttop) + CLEARANCE + np.maximum(bottom_below_eef, 0.0)
-        for j in range(ids.size):
-            p = phase[j]
-            if p == APPROACH:
-                target[j] = [*grasp_xy[j], max(grasp_z[j] + 0.08, eef[j, 2] if np.linalg.norm(eef[j, :2] - grasp_xy[j]) > 0.05 else grasp_z[j] + 0.08)]
-                if np.linalg.norm(eef[j, :2] - grasp_xy[j]) < 0.008 and abs(eef[j, 2] - target[j, 2]) < 0.03:
-                    p = DESCEND
-            if p == DESCEND:
-                target[j] = [*grasp_xy[j], grasp_z[j]]
-                if np.linalg.norm(eef[j] - target[j]) < 0.008 or count[j] > 40:
-                    p, count[j] = GRASP, 0
-            if p == GRASP:
-                target[j] = [*grasp_xy[j], grasp_z[j]]
-                grip[j] = CLOSED
-                count[j] += 1
-                if count[j] >= GRASP_STEPS:
-                    p, count[j] = LIFT, 0
-            if p == LIFT:
-                target[j] = [eef[j, 0], eef[j, 1], carry_z[j]]
-                grip[j] = CLOSED
-                if eef[j, 2] > carry_z[j] - 0.02:
-                    p, count[j] = CARRY, 0
-            if p == CARRY:
-                xy = txy[j] + (eef[j, :2] - obj_ref[j])
-                target[j] = [*xy, carry_z[j]]
-                grip[j] = CLOSED
-                count[j] += 1
-                err = np.linalg.norm(eef[j, :2] - xy)
-                if err < 0.01 or (count[j] > 80 and err < 0.025):
-                    p, count[j] = LOWER, 0
-            if p == LOWER:
-                xy = txy[j] + (eef[j, :2] - obj_ref[j])
-                z = eef[j, 2] - (obj[j, 0, 2] - (surface[j] + RELEASE_GAP))
-                # descend only while over the place (a fast descent drags the arm sideways)
-                off = np.linalg.norm(eef[j, :2] - xy)
-                target[j] = [*xy, z if off < 0.006 else max(z, eef[j, 2] - 0.01 * (off < 0.015))]
-                grip[j] = CLOSED
-                count[j] += 1
-                moved = self.last_z[rows[j]] - eef[j, 2]
-                descending = target[j, 2] < eef[j, 2] - 0.01
-                self.stall[rows[j]] = self.stall[rows[j]] + 1 if descending and moved < 0.0005 and count[j] > 5 else 0
-                if abs(eef[j, 2] - z) < 0.006 or self.stall[rows[j]] >= 4 or count[j] > 80:
-                    p, count[j] = RELEASE, 0
-            if p == RELEASE:
-                target[j] = eef[j]
-                grip[j] = OPEN
-                count[j] += 1
-                if count[j] >= RELEASE_STEPS:
-                    p = RETREAT
-                    self.retreat[rows[j]] = eef[j] + np.array([0.0, 0.0, 0.12])
-            if p == RETREAT:
-                target[j] = self.retreat[rows[j]]
-                grip[j] = OPEN
-            phase[j] = p
-        self.phase[rows] = phase
-        self.count[rows] = count
-        self.last_z[rows] = eef[:, 2]
-        action[:, :3] = np.clip((target - eef) * GAIN, -MAX_INPUT, MAX_INPUT)
-        slow = np.isin(phase, (DESCEND, LOWER))  # the last centimetres at half speed: no swing
-        action[slow, :3] *= 0.5
-        held = np.isin(phase, (LIFT, CARRY))  # gentle with the object in hand: it slips otherwise
-        action[held, :3] = np.clip(action[held, :3], -0.6, 0.6)
-        action[:, 6] = grip
+        action[:, 6] = OPEN
+        pending = np.arange(ids.size)
+        for _ in range(len(self.experts) + 1):  # a step that finishes hands over in the same control step
+            if pending.size == 0:
+                break
+            moved = []
+            for k in np.unique(self.step[rows[pending]]):
+                sel = pending[self.step[rows[pending]] == k]
+                action[sel], done = self.experts[k].act(engine, ids[sel], rows[sel])
+                finished = sel[done] if k + 1 < len(self.experts) else sel[:0]
+                if finished.size:
+                    self.step[rows[finished]] += 1
+                    self._begin(engine, rows[finished])
+                    moved.append(finished)
+            pending = np.concatenate(moved) if moved else np.zeros(0, np.int64)
         return action

@@ -74,7 +74,7 @@ def _joint_predicate(env, name: str, obj: str):
     if state.object_state_type == "site":
         if name not in ("open", "close"):
             return None
-        joints = list(env.object_sites_dict[obj].joints)
+        joints = list(env.object_sites_dict[obj].joints or [])
         owner = env.get_object(state.parent_name)
     else:
         joints = list(env.get_object(obj).joints)
@@ -160,3 +160,17 @@ def compile_native_goal(scene: LiberoScene):
             return None
         preds += found
     return preds or None
+
+
+def joint_goal(scene: LiberoScene, name: str, obj: str):
+    """LIBERO's Open / Close / TurnOn / TurnOff(obj) as (joint name, "above" | "below",
+    threshold): the predicate holds when the joint's qpos is strictly above / below it. None
+    when the predicate is not one comparison of one joint."""
+    name = str(name).lower()
+    if name not in _JOINT_PREDICATES:
+        return None
+    found = _joint_predicate(scene.robosuite_env, name, obj)
+    if not found:
+        return None
+    (pred,) = found
+    return pred.joint, ("below" if isinstance(pred, JointBelow) else "above"), float(pred.threshold)
