@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -56,14 +55,9 @@ def _paths_line(policy) -> str:
 
 
 def _libero_defaults() -> None:
-    """As bench_libero.py: LIBERO's assets from <repo>/../shared/libero_assets when
-    $VLARL_LIBERO_ASSETS is unset, and a LIBERO config folder of this run's own when there is
-    none (set before anything imports libero)."""
-    shared = REPO.parent / "shared" / "libero_assets"
-    if "VLARL_LIBERO_ASSETS" not in os.environ and shared.is_dir():
-        os.environ["VLARL_LIBERO_ASSETS"] = str(shared)
-    if "LIBERO_CONFIG_PATH" not in os.environ and not Path("~/.libero/config.yaml").expanduser().exists():
-        os.environ["LIBERO_CONFIG_PATH"] = tempfile.mkdtemp(prefix="vlarl_libero_cfg_")
+    from libero_setup import libero_defaults
+
+    libero_defaults()
 
 
 def run_builtin(smoke: bool = False) -> str:

@@ -36,13 +36,11 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("MUJOCO_GL", "egl")
-os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-_SHARED = REPO.parent / "shared" / "libero_assets"
-if "VLARL_LIBERO_ASSETS" not in os.environ and _SHARED.is_dir():
-    os.environ["VLARL_LIBERO_ASSETS"] = str(_SHARED)
-if "LIBERO_CONFIG_PATH" not in os.environ and not Path("~/.libero/config.yaml").expanduser().exists():
-    os.environ["LIBERO_CONFIG_PATH"] = tempfile.mkdtemp(prefix="vlarl_libero_cfg_")
+if str(REPO / "benchmarks") not in sys.path:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+from libero_setup import libero_defaults  # noqa: E402
+
+libero_defaults()
 
 CAMERAS = ("agentview", "robot0_eye_in_hand")
 CHUNK = 8

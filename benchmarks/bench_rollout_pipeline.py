@@ -33,22 +33,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import subprocess
-import tempfile
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("MUJOCO_GL", "egl")
-os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-_SHARED = REPO.parent / "shared" / "libero_assets"
-if "VLARL_LIBERO_ASSETS" not in os.environ and _SHARED.is_dir():
-    os.environ["VLARL_LIBERO_ASSETS"] = str(_SHARED)
-if "LIBERO_CONFIG_PATH" not in os.environ and not Path("~/.libero/config.yaml").expanduser().exists():
-    os.environ["LIBERO_CONFIG_PATH"] = tempfile.mkdtemp(prefix="vlarl_libero_cfg_")
+if str(REPO / "benchmarks") not in sys.path:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+from cpu_paths import cpu_line  # noqa: E402
+from libero_setup import libero_defaults  # noqa: E402
+
+libero_defaults()
 
 import torch  # noqa: E402
 
@@ -65,18 +62,6 @@ def device_seconds(batch: int) -> float:
     (b0, t0), (b1, t1) = sorted(DEVICE_MS.items())
     return max(t0 + (batch - b0) * (t1 - t0) / (b1 - b0), 1.0) / 1e3
 
-
-def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return platform.processor() or "unknown CPU"
-    info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    flags = set(info.get("Flags", "").split())
-    keep = [f for f in ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
-                        "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-    return (f"{info.get('Model name', '?').strip()}, {os.cpu_count()} CPUs; lscpu flags: "
-            f"{' '.join(keep)} (of {len(flags)} flags)")
 
 
 def tiny_policy(num_images: int):
@@ -232,7 +217,7 @@ def run(smoke: bool = False, chunks: int | None = None) -> str:
     reps = 1 if smoke else 3
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
-    lines = [f"CPU: {_cpu()}",
+    lines = [cpu_line(),
              f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
              f"{tasks_n * per_task} envs over {tasks_n} tasks, {', '.join(CAMERAS)} at {size}x{size}, "
              f"8-step chunks, {chunks} chunks per rollout, engine pool of {threads} threads, torch "

@@ -27,20 +27,17 @@ import argparse
 import os
 import platform
 import sys
-import tempfile
 import time
 import warnings
 from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("MUJOCO_GL", "egl")
-os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-_SHARED = REPO.parent / "shared" / "libero_assets"
-if "VLARL_LIBERO_ASSETS" not in os.environ and _SHARED.is_dir():
-    os.environ["VLARL_LIBERO_ASSETS"] = str(_SHARED)
-if "LIBERO_CONFIG_PATH" not in os.environ and not Path("~/.libero/config.yaml").expanduser().exists():
-    os.environ["LIBERO_CONFIG_PATH"] = tempfile.mkdtemp(prefix="vlarl_libero_cfg_")
+if str(REPO / "benchmarks") not in sys.path:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+from libero_setup import libero_defaults  # noqa: E402
+
+libero_defaults()
 
 CHUNK = 8
 MAX_DECISIONS = 64  # the recipe's max_outer_steps (512 env steps / chunk 8)
