@@ -58,3 +58,18 @@ def test_schedule_switch():
     assert resolve_pipeline("pipelined", NoAsync(), 4) == "lockstep"
     with pytest.raises(ValueError, match="pipeline must be one of"):
         resolve_pipeline("fast", NoAsync(), 4)
+
+    class Async(NoAsync):
+        def send(self, *a):
+            pass
+
+        def recv(self, *a):
+            pass
+
+    # auto: pipelined only for a policy off the CPU (docs/rollout.md: on the CPU lockstep is as
+    # fast or faster, with the policy on a device pipelined is faster); explicit choices hold.
+    assert resolve_pipeline("auto", Async(), 4, "cpu") == "lockstep"
+    assert resolve_pipeline("auto", Async(), 4, "cuda:0") == "pipelined"
+    assert resolve_pipeline("auto", Async(), 1, "cuda") == "lockstep"
+    assert resolve_pipeline("pipelined", Async(), 4, "cpu") == "pipelined"
+    assert resolve_pipeline("lockstep", Async(), 4, "cuda") == "lockstep"

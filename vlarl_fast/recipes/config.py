@@ -46,7 +46,7 @@ class EnvConfig:
     egl_device: int | None = None
     # Rollout schedule (vlarl_fast.rl.rollout): lockstep | pipelined (the env simulates one half
     # of the envs while the policy infers the other's chunk; LIBERO) | auto (pipelined where the
-    # env supports it). docs/rollout.md has the measurements behind the default.
+    # env supports it and the policy is on an accelerator, else lockstep). docs/rollout.md has the measurements behind the default.
     pipeline: str = "auto"
 
 

@@ -13,7 +13,9 @@ Two schedules (`pipeline=`), with identical results for the same seeds:
   stage's. Needs an env with send/recv (LIBERO's pool); on others it runs lockstep. The
   sampling noise of chunk t is drawn once for all n envs (`policy.sampling_noise`), whatever
   the schedule, and every env's rows are its own: each env sees what it sees in lockstep.
-- "auto": pipelined where the env supports it (docs/rollout.md has the measurements).
+- "auto": pipelined where the env supports it and the policy runs on an accelerator; lockstep
+  when the policy runs on the CPU, where it competes with the engine's threads for the same
+  cores (docs/rollout.md has the measurements behind this choice).
 
 Under torch.distributed with a rollout policy whose forward is collective (FSDP all-gathers),
 every rank must make the same number of policy calls: pass `all_done`, the agreement over ranks
@@ -52,12 +54,23 @@ class RolloutTimes:
         self.policy_calls += other.policy_calls
 
 
-def resolve_pipeline(pipeline: str, env, n: int) -> str:
-    """The schedule that runs: "pipelined" needs an env with send/recv and >= 2 episodes."""
+def resolve_pipeline(pipeline: str, env, n: int, policy_device: str | torch.device = "cpu") -> str:
+    """The schedule that runs: "pipelined" needs an env with send/recv and >= 2 episodes; "auto"
+    picks it only for a policy off the CPU (on the CPU, lockstep measured as fast or faster)."""
     if pipeline not in PIPELINES:
         raise ValueError(f"pipeline must be one of {list(PIPELINES)}, got {pipeline!r}")
     can = hasattr(env, "send") and hasattr(env, "recv") and n >= 2
-    return "pipelined" if pipeline in ("pipelined", "auto") and can else "lockstep"
+    if pipeline == "auto":
+        return "pipelined" if can and torch.device(policy_device).type != "cpu" else "lockstep"
+    return "pipelined" if pipeline == "pipelined" and can else "lockstep"
+
+
+def _policy_device(policy) -> torch.device:
+    """Where the policy's weights live (the CPU for a policy without parameters)."""
+    try:
+        return next(policy.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
 
 
 def _recv_rows(env, rows: np.ndarray, inbox: dict) -> ChunkResult:
@@ -96,7 +109,7 @@ def rollout(policy, env, tasks, states: np.ndarray, *, task_ids, group_ids, max_
         raise ValueError(f"rollout: {n} episodes need as many env slots, the env has {env.num_envs}")
     if len(states) != n:
         raise ValueError(f"rollout: states must have {n} rows (one per task), got {len(states)}")
-    schedule = resolve_pipeline(pipeline, env, n) if all_done is None else "lockstep"
+    schedule = resolve_pipeline(pipeline, env, n, _policy_device(policy)) if all_done is None else "lockstep"
     cfg = policy.config
     k, d = cfg.chunk_len, cfg.action_dim
     times = RolloutTimes()
