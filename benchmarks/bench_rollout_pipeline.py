@@ -24,7 +24,11 @@ wrist at 256x256, 8-step chunks, every env on one `LiberoChunkEnv` (one EnginePo
   episode start     reset of the 16 envs (init state, LIBERO's first step, settle steps) against
                     the rollout's chunks.
 
-Usage: python benchmarks/bench_rollout_pipeline.py [--smoke] [--chunks 6]
+  --gpu-7b          adds rows "7b-gpu": the real OpenVLA-OFT 7B layout (random bf16 weights; time
+                    does not depend on values) on the CUDA device, both cameras, in the rollout:
+                    the measured counterpart of the device model (scripts/gpu_check.sh runs it).
+
+Usage: python benchmarks/bench_rollout_pipeline.py [--smoke] [--chunks 6] [--gpu-7b]
 `run(smoke)` returns the printed table. Needs LIBERO's assets ($VLARL_LIBERO_ASSETS, default
 <repo>/../shared/libero_assets when it exists).
 """
@@ -70,6 +74,44 @@ def tiny_policy(num_images: int):
     torch.manual_seed(0)
     cfg = OpenVLAOFTConfig.tiny(num_images=num_images, image_size=32)
     return OpenVLAOFT(cfg, tokenizer=PromptTokenizer.tiny(), norm_stats=STATS).eval()
+
+
+def gpu_7b_policy(num_images: int, device: str = "cuda"):
+    """The 7B OpenVLA-OFT layout with random bf16 weights on `device`, in eval mode (built on the
+    meta device, materialised there; the prompt tokenizer is the tiny one, ids inside the vocab)."""
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    from vlarl_fast.policy import OpenVLAOFT, OpenVLAOFTConfig, PromptTokenizer
+
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    with torch.device("meta"):
+        model = OpenVLAOFT(OpenVLAOFTConfig.openvla_7b(num_images=num_images), tokenizer=PromptTokenizer.tiny(),
+                           norm_stats=STATS)
+    model = model.to_empty(device=dev).to(torch.bfloat16)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.02)
+    model.language_model.model.rotary_emb = LlamaRotaryEmbedding(config=model.language_model.model.config).to(dev)
+    return model.eval()
+
+
+class SyncedPolicy:
+    """A policy on a CUDA device whose `sample_actions` returns once the device is done, so that
+    the rollout's policy time is the forward's and the schedule's overlap is real."""
+
+    def __init__(self, model):
+        self._model = model
+        self.config = model.config
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def sample_actions(self, *args, **kwargs):
+        out = self._model.sample_actions(*args, **kwargs)
+        if self._model.device.type == "cuda":
+            torch.cuda.synchronize()
+        return out
 
 
 class DevicePolicy:
@@ -207,7 +249,7 @@ class _Scenes(dict):
         return self[key]
 
 
-def run(smoke: bool = False, chunks: int | None = None) -> str:
+def run(smoke: bool = False, chunks: int | None = None, gpu_7b: bool = False) -> str:
     from vlarl_fast.envs.libero.chunk_env import LiberoChunkEnv
 
     suites = ["libero_spatial"] if smoke else ["libero_spatial", "libero_10"]
@@ -225,6 +267,12 @@ def run(smoke: bool = False, chunks: int | None = None) -> str:
              f"device model: 7B OpenVLA-OFT bf16 rollout forward on NVIDIA H200 (docs/gpu.md): "
              f"{DEVICE_MS[8]} ms at B=8, {DEVICE_MS[16]} ms at B=16"]
     tiny = tiny_policy(num_images=len(CAMERAS))
+    policies = [("tiny", tiny), ("device", DevicePolicy(tiny))]
+    if gpu_7b:
+        if not torch.cuda.is_available():
+            raise SystemExit("bench_rollout_pipeline: --gpu-7b needs a CUDA device; none is visible")
+        lines.append(f"7b-gpu: OpenVLA-OFT 7B layout, random bf16 weights, on {torch.cuda.get_device_name()}")
+        policies.append(("7b-gpu", SyncedPolicy(gpu_7b_policy(len(CAMERAS)))))
     scenes = _Scenes()
     for suite in suites:
         tasks, states = _episodes(suite, tasks_n, per_task)
@@ -234,7 +282,7 @@ def run(smoke: bool = False, chunks: int | None = None) -> str:
         env = LiberoChunkEnv(len(tasks), threads, cameras=CAMERAS, height=size, width=size,
                              max_steps=8 * chunks, scenes=scenes)
         try:
-            for name, policy in (("tiny", tiny), ("device", DevicePolicy(tiny))):
+            for name, policy in policies:
                 lines += _rollout_rows(env, policy, name, tasks, states, chunks, threads)
         finally:
             env.close()
@@ -254,8 +302,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="2 tasks x 2 envs, 64 px, 2 chunks")
     parser.add_argument("--chunks", type=int, default=None)
+    parser.add_argument("--gpu-7b", action="store_true", help="also the real 7B layout on the CUDA device")
     args = parser.parse_args()
-    print(run(args.smoke, args.chunks))
+    print(run(args.smoke, args.chunks, args.gpu_7b))
 
 
 if __name__ == "__main__":

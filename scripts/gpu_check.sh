@@ -25,6 +25,8 @@
 #   bench_render benchmarks/bench_render.py: frames/s, robosuite vs mujoco.Renderer vs the engine
 #   bench_kernels  benchmarks/bench_kernels.py's CUDA tables (scripts/gpu_check.py kernels)
 #   bench_policy   benchmarks/bench_policy.py's 7B GPU rows (scripts/gpu_check.py policy)
+#   bench_pipeline benchmarks/bench_rollout_pipeline.py --gpu-7b: lockstep vs pipelined LIBERO
+#                rollout with the 7B layout on the card next to the CPU and device-model rows
 # Writes $OUT/gpu_check.log (every step's full output), $OUT/summary.txt, $OUT/tables.txt (the
 # benchmark, egl, fsdp and GRPO outputs), $OUT/junit_*.xml; prints progress, the benchmark tables
 # and a summary table on stdout. Without CUDA the GPU steps say "skipped: no CUDA"
@@ -118,7 +120,7 @@ note() {
             grep -m1 -E "^skipped: |^FAILED|^fsdp: " "$f" || tail -n1 "$f" ;;
         grpo_libero)
             grep -m1 -E "^skipped: |^FAILED|^grpo_libero: " "$f" || tail -n1 "$f" ;;
-        bench_libero|bench_render)
+        bench_libero|bench_render|bench_pipeline)
             grep -m1 -E "^skipped: |Error|FAILED" "$f" || echo "$(wc -l < "$f") lines (table in tables.txt)" ;;
     esac
 }
@@ -232,8 +234,10 @@ if [[ $HAS_CUDA == 1 ]]; then
     finish bench_kernels
     run_step bench_policy 45 "$PY" -P scripts/gpu_check.py policy --batches 8
     finish bench_policy
+    run_step bench_pipeline 150 "$PY" -P benchmarks/bench_rollout_pipeline.py --gpu-7b
+    finish bench_pipeline
 else
-    for s in bench_kernels bench_policy; do skip_step $s "no CUDA"; done
+    for s in bench_kernels bench_policy bench_pipeline; do skip_step $s "no CUDA"; done
 fi
 
 # stdout: failures, benchmark tables, summary
@@ -254,7 +258,7 @@ fi
     echo "==== gpu_check summary: $(( $(now) - T0 )) s of a ${BUDGET} s budget; full output in $LOG"
     printf '%-14s %-13s %5s  %s\n' step status secs note
     for s in nvidia-smi bundle build_cuda env tests_gpu tests_cpu tests_native egl fsdp_nccl grpo_libero \
-             bench_libero bench_render bench_kernels bench_policy; do
+             bench_libero bench_render bench_kernels bench_policy bench_pipeline; do
         read -r status dur _ < "$WORK/steps/$s.status" 2>/dev/null || { status=LOST; dur=0; }
         printf '%-14s %-13s %5s  %s\n' "$s" "$status" "$dur" "$(note "$s" | head -n1 | cut -c1-160)"
     done
@@ -263,7 +267,7 @@ cat "$WORK/summary.txt" >> "$LOG"
 cp "$WORK/summary.txt" "$OUT/summary.txt"
 # the tables: the native-stack steps' outputs whole, then the summary
 {
-    for s in egl fsdp_nccl grpo_libero bench_libero bench_render; do
+    for s in egl fsdp_nccl grpo_libero bench_libero bench_render bench_pipeline; do
         echo "================ $s"; tail -n +3 "$WORK/steps/$s.log" 2>/dev/null; echo
     done
     cat "$WORK/summary.txt"

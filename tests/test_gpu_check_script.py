@@ -14,7 +14,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ["nvidia-smi", "bundle", "build_cuda", "env", "tests_gpu", "tests_cpu", "tests_native", "egl",
-         "fsdp_nccl", "grpo_libero", "bench_libero", "bench_render", "bench_kernels", "bench_policy"]
+         "fsdp_nccl", "grpo_libero", "bench_libero", "bench_render", "bench_kernels", "bench_policy",
+         "bench_pipeline"]
 
 
 def _cuda() -> bool:
