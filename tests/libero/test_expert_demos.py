@@ -109,16 +109,21 @@ def test_demo_file_layout_and_replay(get_scene, tmp_path):
     te = LiberoTaskEngine(scene, 1, 1, cameras=None)
     try:
         te.reset(init_state_ids=[5], render=False)
+        seen = []
         for k, a in enumerate(actions):
             assert not te.success[0], f"goal reached early, at step {k}"
+            seen.append(te.proprio([0])[0])
             te.step(a[None, None, :], render=False)
         assert te.success[0]
     finally:
         te.close()
     # SFT samples: one per step, chunk targets from it on, the last action repeated
-    frames, instructions, chunks = sft_samples([path], chunk_len=8, frame_shape=(1, 32, 32, 3),
-                                               image_convention="openvla")
+    frames, instructions, chunks, proprio = sft_samples([path], chunk_len=8, frame_shape=(1, 32, 32, 3),
+                                                        image_convention="openvla")
     assert frames.shape == (t, 1, 32, 32, 3) and chunks.shape == (t, 8, 7) and instructions == [task.language] * t
+    # each sample's robot state is what the rollout env's proprio() says before that step
+    assert proprio.shape == (t, 8) and proprio.dtype == np.float32
+    np.testing.assert_allclose(proprio, np.array(seen), rtol=0, atol=1e-5)
     np.testing.assert_array_equal(chunks[0], actions[:8])
     np.testing.assert_array_equal(chunks[-1], np.repeat(actions[-1:], 8, axis=0))
     with pytest.raises(ValueError, match="image convention"):

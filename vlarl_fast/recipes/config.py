@@ -55,6 +55,9 @@ class PolicyConfig:
     preset: str = "tiny"  # tiny | checkpoint (then `init` is required)
     image_size: int = 32  # model input side; frames are resized to it
     init: str | None = None  # a policy checkpoint dir to start from (skips SFT when set)
+    # tiny preset on LIBERO: OpenVLA-OFT's proprio input (eef position, axis-angle, gripper qpos),
+    # normalised with statistics of the SFT demos' states (a checkpoint's config decides for itself)
+    use_proprio: bool = False
 
 
 @dataclass
@@ -63,6 +66,7 @@ class SFTConfig:
     demos_per_task: int = 1
     steps: int = 300
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant | cosine (lr down to 0 at the last step)
     weight_decay: float = 0.0
     batch_size: int = 0  # samples per SFT step (0: all, full-batch)
     demo_seed: int = 424242
@@ -154,6 +158,8 @@ class TrainConfig:
 
         _check(self.env.suite in SUITE_NAMES, "env.suite", f"one of {SUITE_NAMES}", self.env.suite)
         _check(self.env.backend in ("engine", "reference"), "env.backend", "'engine' or 'reference'", self.env.backend)
+        _check(self.sft.lr_schedule in ("constant", "cosine"), "sft.lr_schedule", "'constant' or 'cosine'",
+               self.sft.lr_schedule)
         _check(self.env.pipeline in ("lockstep", "pipelined", "auto"), "env.pipeline",
                "'lockstep', 'pipelined' or 'auto'", self.env.pipeline)
         _check(self.env.image_size >= 8, "env.image_size", ">= 8", self.env.image_size)
@@ -206,7 +212,7 @@ class TrainConfig:
             unknown = [t for t in self.env.tasks if t not in TASKS]
             _check(not unknown and len(self.env.tasks) >= 1, "env.tasks", f"names from {sorted(TASKS)}",
                    self.env.tasks)
-            for key in ("env.settle_steps", "env.cameras"):
+            for key in ("env.settle_steps", "env.cameras", "policy.use_proprio"):
                 _check(key not in explicit, key, "not set: it applies to LIBERO suites only (env.suite=builtin)",
                        _get(self, key))
         return self
@@ -233,8 +239,8 @@ class TrainConfig:
                    f"an OpenVLA-OFT checkpoint directory for {suite} (policy.preset=checkpoint policy.init=DIR): "
                    "LIBERO training starts from an SFT checkpoint (or policy.preset=tiny: one-demo SFT)",
                    self.policy.init)
-            _check("policy.image_size" not in explicit, "policy.image_size",
-                   "not set: the checkpoint fixes the model's image size", self.policy.image_size)
+            for key in ("policy.image_size", "policy.use_proprio"):
+                _check(key not in explicit, key, "not set: the checkpoint's config fixes it", _get(self, key))
             _check(not self.sft.enabled, "sft.enabled",
                    f"false for {suite} with a checkpoint: it is the SFT policy", self.sft.enabled)
             sft_keys = sorted(k for k in explicit if k.startswith("sft.") and k != "sft.enabled")

@@ -8,6 +8,8 @@ Action statistics (BOUNDS_Q99 un-normalisation): OSC_POSE position deltas span [
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from vlarl_fast.policy import OpenVLAOFT, OpenVLAOFTConfig, PromptTokenizer, load_pretrained
@@ -24,9 +26,9 @@ BUILTIN_STATS = {
 }
 
 
-def builtin_policy_config(image_size: int) -> OpenVLAOFTConfig:
+def builtin_policy_config(image_size: int, use_proprio: bool = False) -> OpenVLAOFTConfig:
     # Engine frames are upright and already framed: no LIBERO rotation, no OFT centre crop.
-    return OpenVLAOFTConfig.tiny(image_size=image_size).replace(gripper_mode="none", rotate_180=False,
+    return OpenVLAOFTConfig.tiny(image_size=image_size, use_proprio=use_proprio).replace(gripper_mode="none", rotate_180=False,
                                                                 center_crop=False)
 
 
@@ -34,11 +36,13 @@ def tiny_stats(stats_key: str) -> dict:
     """The tiny policy's action statistics under `stats_key` (the built-in tasks' key, or a LIBERO
     suite's name: LIBERO's action space is the same OSC_POSE + gripper one; the scripted experts
     keep the gripper pointing down, so rotation deltas stay 0)."""
-    return {stats_key: BUILTIN_STATS[BUILTIN_UNNORM_KEY]}
+    return {stats_key: copy.deepcopy(BUILTIN_STATS[BUILTIN_UNNORM_KEY])}
 
 
 def build_policy(image_size: int, seed: int, init: str | None = None,
-                 stats_key: str = BUILTIN_UNNORM_KEY) -> OpenVLAOFT:
+                 stats_key: str = BUILTIN_UNNORM_KEY, use_proprio: bool = False) -> OpenVLAOFT:
+    """A checkpoint (`init`), or the tiny preset; `use_proprio` (tiny only) adds OpenVLA-OFT's
+    proprio projector, whose statistics SFT fills in from the demos' states."""
     if init:
         from pathlib import Path
 
@@ -51,7 +55,7 @@ def build_policy(image_size: int, seed: int, init: str | None = None,
                                     "(no config.json there)")
         return load_pretrained(init, dtype=torch.float32, device="cpu")
     torch.manual_seed(seed)
-    return OpenVLAOFT(builtin_policy_config(image_size), tokenizer=PromptTokenizer.tiny(),
+    return OpenVLAOFT(builtin_policy_config(image_size, use_proprio), tokenizer=PromptTokenizer.tiny(),
                       norm_stats=tiny_stats(stats_key))
 
 

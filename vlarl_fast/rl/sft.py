@@ -8,6 +8,8 @@ The loss is the mean negative log-prob at temperature 1 (the fused `action_logpr
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -34,12 +36,36 @@ def sft_dataset(frames: np.ndarray, instructions: list[str], actions: np.ndarray
     return torch.from_numpy(frames), list(instructions), torch.from_numpy(encode_actions(actions, action_stats, n_bins))
 
 
+def proprio_statistics(proprio: np.ndarray) -> dict:
+    """OpenVLA-OFT's proprio statistics (BOUNDS_Q99 normalisation to [-1, 1]) of the SFT states
+    [N, P], as its dataset statistics hold them, the [q01, q99] span widened by `margin` of itself
+    on each side (one demo per task covers little of the workspace that rollouts reach, and
+    normalisation clips outside the span); dimensions that never move get a unit span."""
+    margin = 0.1
+    q01 = np.quantile(proprio, 0.01, axis=0)
+    q99 = np.quantile(proprio, 0.99, axis=0)
+    span = q99 - q01
+    q01, q99 = q01 - margin * span, q99 + margin * span
+    flat = span < 1e-6
+    q01, q99 = np.where(flat, q01 - 0.5, q01), np.where(flat, q99 + 0.5, q99)
+    return {"q01": q01.tolist(), "q99": q99.tolist(), "mean": proprio.mean(0).tolist(),
+            "std": proprio.std(0).tolist(), "min": proprio.min(0).tolist(), "max": proprio.max(0).tolist()}
+
+
 def train_sft(model, frames: torch.Tensor, instructions: list[str], tokens: torch.Tensor, *, steps: int,
               lr: float, weight_decay: float = 0.0, log_every: int = 50, log=None, batch_size: int = 0,
-              generator: torch.Generator | None = None) -> list[float]:
+              generator: torch.Generator | None = None, proprio: torch.Tensor | None = None,
+              unnorm_key: str | None = None, lr_schedule: str = "constant") -> list[float]:
     """AdamW on the demo samples: full batch, or a random mini-batch of `batch_size` samples per
     step; returns the loss curve. The image pipeline runs once per frame, before the first step
-    (its output, the model input, is what every step feeds back)."""
+    (its output, the model input, is what every step feeds back). `proprio` [N, P]: the robot
+    state per sample, for a policy with use_proprio (normalised with `unnorm_key`'s statistics).
+    `lr_schedule`: "constant", or "cosine" (from `lr` down to 0 at the last step)."""
+    if lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"train_sft: lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+    if bool(getattr(model.config, "use_proprio", False)) != (proprio is not None):
+        raise ValueError("train_sft: pass proprio exactly when the policy uses it (config.use_proprio="
+                         f"{model.config.use_proprio}, proprio {'given' if proprio is not None else 'missing'})")
     from vlarl_fast.policy.processor import ModelImages
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -50,12 +76,16 @@ def train_sft(model, frames: torch.Tensor, instructions: list[str], tokens: torc
     losses = []
     model.train()
     for step in range(steps):
+        if lr_schedule == "cosine":
+            for group in opt.param_groups:
+                group["lr"] = 0.5 * lr * (1.0 + math.cos(math.pi * step / max(steps, 1)))
         if batch_size and batch_size < n:
             idx = torch.randperm(n, generator=generator)[:batch_size]
-            batch = (ModelImages(images.levels[idx]), list(prompts[idx.numpy()]), tokens[idx])
+            batch = (ModelImages(images.levels[idx]), list(prompts[idx.numpy()]), tokens[idx],
+                     None if proprio is None else proprio[idx])
         else:
-            batch = (images, list(instructions), tokens)
-        logp = model(batch[0], batch[1], batch[2], temperature=1.0)
+            batch = (images, list(instructions), tokens, proprio)
+        logp = model(batch[0], batch[1], batch[2], batch[3], temperature=1.0, unnorm_key=unnorm_key)
         loss = -logp.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -27,7 +27,7 @@ from vlarl_fast.rl.logging import MetricLogger
 from vlarl_fast.rl.policy_setup import BUILTIN_UNNORM_KEY, build_policy, suite_cameras
 from vlarl_fast.rl.progress import Progress
 from vlarl_fast.rl.rollout import RolloutTimes, rollout
-from vlarl_fast.rl.sft import sft_dataset, train_sft
+from vlarl_fast.rl.sft import proprio_statistics, sft_dataset, train_sft
 from vlarl_fast.rl.trajectories import TrajectoryBatch
 from vlarl_fast.rl.update import UpdateSettings, ppo_update, recompute_old_logprobs
 
@@ -59,7 +59,8 @@ class Trainer:
         self.tasks = self.suite.tasks
         self.instructions = [t.instruction for t in self.tasks]
         self.policy = build_policy(cfg.policy.image_size, cfg.run.seed, cfg.policy.init,
-                                   stats_key=BUILTIN_UNNORM_KEY if cfg.env.suite == "builtin" else cfg.env.suite)
+                                   stats_key=BUILTIN_UNNORM_KEY if cfg.env.suite == "builtin" else cfg.env.suite,
+                                   use_proprio=cfg.policy.use_proprio)
         self.unnorm_key = self.suite.unnorm_key(self.policy.norm_stats)
         k = self.policy.config.chunk_len
         self.choose_render_device()
@@ -112,15 +113,24 @@ class Trainer:
         cfg = self.cfg
         k = self.policy.config.chunk_len
         t0 = time.perf_counter()
-        frames, instructions, actions, n_demos = self.suite.sft_samples(self.env, cfg, k, self.out_dir,
-                                                                        log=self.progress.write)
-        stats = self.policy.norm_stats[self.unnorm_key or BUILTIN_UNNORM_KEY]["action"]
+        frames, instructions, actions, proprio, n_demos = self.suite.sft_samples(self.env, cfg, k, self.out_dir,
+                                                                                 log=self.progress.write)
+        key = self.unnorm_key or BUILTIN_UNNORM_KEY
+        stats = self.policy.norm_stats[key]["action"]
         x, prompts, y = sft_dataset(frames, instructions, actions, stats, self.policy.config.n_action_bins)
+        state = None
+        if self.policy.config.use_proprio:
+            if proprio is None:
+                raise ValueError("config field policy.use_proprio: the SFT demos carry no robot state "
+                                 "(obs/ee_pos, obs/ee_ori, obs/gripper_states)")
+            self.policy.norm_stats[key]["proprio"] = proprio_statistics(proprio)  # saved with the policy
+            state = torch.from_numpy(proprio)
         torch.manual_seed(derive_seed(cfg.run.seed, 1))
         with self.progress.phase("sft", total=cfg.sft.steps) as bar:
             losses = train_sft(self.policy, x, prompts, y, steps=cfg.sft.steps, lr=cfg.sft.lr,
                                weight_decay=cfg.sft.weight_decay, log_every=1, batch_size=cfg.sft.batch_size,
                                generator=torch.Generator().manual_seed(derive_seed(cfg.run.seed, 6)),
+                               proprio=state, unnorm_key=self.unnorm_key, lr_schedule=cfg.sft.lr_schedule,
                                log=lambda step, loss: bar.update(1, loss=f"{loss:.3f}"))
         metrics = {"sft/loss_first": losses[0] if losses else float("nan"),
                    "sft/loss_last": losses[-1] if losses else float("nan"),

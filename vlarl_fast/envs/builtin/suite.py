@@ -56,7 +56,7 @@ class BuiltinSuite:
                 frames.append(env.reset(demo.states[part], [demo.task] * part.size, env_ids=part - start))
             instructions += [demo.task.instruction] * n
             actions.append(demo.actions)
-        return np.concatenate(frames), instructions, np.concatenate(actions), len(demos)
+        return np.concatenate(frames), instructions, np.concatenate(actions), None, len(demos)  # no robot state
 
     def unnorm_key(self, norm_stats) -> str | None:
         return None  # the built-in policy has one set of statistics

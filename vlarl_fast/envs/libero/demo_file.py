@@ -123,6 +123,9 @@ class DemoFile:
     frames: list  # per demo [T, H, W, 3] uint8
     actions: list  # per demo [T, 7]
     init_state_ids: list
+    # per demo [T, 8] OpenVLA-OFT's LIBERO state before each action (ee_pos, ee_ori as axis-angle,
+    # gripper_states), as `LiberoTaskEngine.proprio` gives it in rollouts; None where a demo lacks them
+    proprio: list = field(default_factory=list)
 
 
 def read_demos(path) -> DemoFile:
@@ -137,12 +140,16 @@ def read_demos(path) -> DemoFile:
         grp = f["data"]
         info = json.loads(grp.attrs["problem_info"])
         names = sorted((k for k in grp.keys() if k.startswith("demo_")), key=lambda k: int(k.split("_")[1]))
-        frames, actions, ids = [], [], []
+        frames, actions, ids, proprio = [], [], [], []
         for name in names:
             d = grp[name]
             frames.append(np.asarray(d["obs/agentview_rgb"][()], dtype=np.uint8))
             actions.append(np.asarray(d["actions"][()], dtype=np.float64))
             ids.append(int(d.attrs.get("init_state_id", -1)))
+            keys = ("obs/ee_pos", "obs/ee_ori", "obs/gripper_states")
+            proprio.append(np.concatenate([np.asarray(d[k][()], dtype=np.float64) for k in keys], axis=1)
+                           if all(k in d for k in keys) else None)
         convention = grp.attrs.get("image_convention", grp.attrs.get("macros_image_convention", "opengl"))
         return DemoFile(language=info["language_instruction"], bddl_file_name=str(grp.attrs["bddl_file_name"]),
-                        image_convention=str(convention), frames=frames, actions=actions, init_state_ids=ids)
+                        image_convention=str(convention), frames=frames, actions=actions, init_state_ids=ids,
+                        proprio=proprio)

@@ -2,7 +2,7 @@
 dataset layout (demo_file.py), and read back as SFT samples.
 
     paths = record_demo_files(tasks, scenes, init_ids=[0], out_dir="runs/x/demos", image_size=64)
-    frames, instructions, actions = sft_samples([p for p in paths], chunk_len=8)
+    frames, instructions, actions, proprio = sft_samples([p for p in paths], chunk_len=8)
 
 A file per task, named as LIBERO names its datasets: `<task name>_demo.hdf5`. SFT samples are
 every control step of every demo: (agentview frame before the step, the next `chunk_len` actions),
@@ -62,21 +62,24 @@ def chunk_targets(actions: np.ndarray, chunk_len: int) -> np.ndarray:
 
 
 def sft_samples(paths: Sequence, *, chunk_len: int, frame_shape: tuple, image_convention: str,
-                max_demos: int | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Samples from demo files: frames [N, 1, H, W, 3] uint8, instructions [N], actions [N, K, 7].
+                max_demos: int | None = None) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray | None]:
+    """Samples from demo files: frames [N, 1, H, W, 3] uint8, instructions [N], actions [N, K, 7],
+    proprio [N, 8] (the robot state before each sample's first action; None when a demo lacks it).
     `frame_shape` (cameras, H, W, 3) and `image_convention` are the rollout env's: demo frames
     must match what the policy sees in rollouts."""
-    frames, instructions, actions = [], [], []
+    frames, instructions, actions, proprio = [], [], [], []
     for path in paths:
         demos = read_demos(path)
         if demos.image_convention != image_convention:
             raise ValueError(f"demo file {path}: frames in image convention {demos.image_convention!r}, the env "
                              f"renders {image_convention!r}; record the demos with the env's settings")
-        for f, a in list(zip(demos.frames, demos.actions))[:max_demos]:
+        for f, a, q in list(zip(demos.frames, demos.actions, demos.proprio))[:max_demos]:
             if (1, *f.shape[1:]) != tuple(frame_shape):
                 raise ValueError(f"demo file {path}: frames of shape {f.shape[1:]}, the env renders "
                                  f"{tuple(frame_shape)} (cameras, H, W, 3); record the demos at the env's size")
             frames.append(f[:, None])
             actions.append(chunk_targets(a, chunk_len))
             instructions += [demos.language] * len(a)
-    return np.concatenate(frames), instructions, np.concatenate(actions)
+            proprio.append(q)
+    state = None if any(q is None for q in proprio) else np.concatenate(proprio).astype(np.float32)
+    return np.concatenate(frames), instructions, np.concatenate(actions), state

@@ -74,7 +74,8 @@ class LiberoSuite:
     def sft_samples(self, env, cfg, chunk_len: int, out_dir, log=None):
         """One-demo SFT samples from demo files in LIBERO's layout: `cfg.sft.demos`, or recorded
         by the scripted expert from `cfg.sft.init_ids` into `<out_dir>/demos` (rendered as `env`
-        renders). Every control step is a sample. Returns (frames, instructions, actions, demos)."""
+        renders). Every control step is a sample. Returns (frames, instructions, actions, proprio,
+        demos); proprio [N, 8] is the robot state before each sample's first action."""
         from pathlib import Path
 
         from vlarl_fast.envs.libero.demos import demo_path, record_demo_files, sft_samples
@@ -94,9 +95,10 @@ class LiberoSuite:
             paths = record_demo_files(self.tasks, env.scenes, init_ids=ids, out_dir=Path(out_dir) / "demos",
                                       image_size=env.height, fast_render=bool(env._engine_options.get("fast")),
                                       image_convention=convention, num_threads=env.num_threads, log=log)
-        frames, instructions, actions = sft_samples(paths, chunk_len=chunk_len, frame_shape=env.frame_shape(),
-                                                    image_convention=convention, max_demos=cfg.sft.demos_per_task)
-        return frames, instructions, actions, len(paths) * len(ids)
+        frames, instructions, actions, proprio = sft_samples(paths, chunk_len=chunk_len, frame_shape=env.frame_shape(),
+                                                             image_convention=convention,
+                                                             max_demos=cfg.sft.demos_per_task)
+        return frames, instructions, actions, proprio, len(paths) * len(ids)
 
     def unnorm_key(self, norm_stats) -> str:
         """The suite's action statistics key, or `<suite>_no_noops` (as SimpleVLA-RL resolves it)."""
