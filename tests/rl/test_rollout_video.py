@@ -62,3 +62,13 @@ def test_videos_stop_at_each_episodes_last_real_frame():
     for _, _, clip in result["videos"]:
         assert all(frame.any() for frame in clip), "a black frame in a video"
         assert len({int(frame[0, 0, 0]) for frame in clip}) == len(clip), "a repeated frame"
+
+
+def test_videos_spread_over_the_tasks():
+    from vlarl_fast.rl.evaluate import video_episodes
+
+    task_ids = np.repeat([0, 1, 2], 4)  # the evaluation set's layout: a task's episodes together
+    assert np.flatnonzero(video_episodes(task_ids, 3)).tolist() == [0, 4, 8]
+    assert np.flatnonzero(video_episodes(task_ids, 5)).tolist() == [0, 1, 4, 5, 8]
+    assert video_episodes(task_ids, 0).sum() == 0 and video_episodes(task_ids, 99).all()
+    assert np.flatnonzero(video_episodes(np.array([2, 2, 0]), 2)).tolist() == [0, 2]

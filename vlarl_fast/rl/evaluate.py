@@ -50,6 +50,19 @@ def evaluation_set(suite, episodes_per_task: int, seed_offset: int = 0, repeats:
     return EvalSet(tasks, task_ids, ids, repeat_rows(rows, repeats))
 
 
+def video_episodes(task_ids: np.ndarray, videos: int) -> np.ndarray:
+    """Which episodes to film, [E] bool: `videos` of them spread over the tasks (the first
+    episode of every task, then the second of every task, ...)."""
+    task_ids = np.asarray(task_ids)
+    rank = np.zeros(task_ids.size, dtype=np.int64)  # the episode's position within its task
+    for t in np.unique(task_ids):
+        rank[task_ids == t] = np.arange(int((task_ids == t).sum()))
+    order = np.lexsort((np.arange(task_ids.size), rank))  # by rank, then by position in the set
+    out = np.zeros(task_ids.size, dtype=bool)
+    out[order[: max(videos, 0)]] = True
+    return out
+
+
 @torch.no_grad()
 def evaluate(policy, env, eval_set: EvalSet, *, max_chunks: int, temperature: float = 1.6, greedy: bool = True,
              seed: int = 0, videos: int = 0, unnorm_key: str | None = None, all_done=None,
@@ -65,9 +78,10 @@ def evaluate(policy, env, eval_set: EvalSet, *, max_chunks: int, temperature: fl
     t0 = time.perf_counter()
     env_steps = 0
     gen = torch.Generator(device=policy.device).manual_seed(seed)  # sampling draws on the policy's device
+    filmed = video_episodes(eval_set.task_ids, videos)
     for start in range(0, n_ep, env.num_envs):
         sl = slice(start, min(start + env.num_envs, n_ep))
-        want_video = len(clips) < videos
+        want_video = bool(filmed[sl].any())
         batch, times = rollout(policy, env, eval_set.tasks[sl], eval_set.states[sl], task_ids=eval_set.task_ids[sl],
                                group_ids=np.arange(sl.start, sl.stop), max_chunks=max_chunks,
                                temperature=temperature, greedy=greedy, generator=gen, record_video=want_video,
@@ -76,8 +90,9 @@ def evaluate(policy, env, eval_set: EvalSet, *, max_chunks: int, temperature: fl
         steps[sl] = batch.executed.sum(axis=1)
         env_steps += times.env_steps
         if want_video:
-            for i, clip in enumerate(times.extra["video"][: videos - len(clips)]):
-                clips.append((eval_set.tasks[sl.start + i].name, bool(batch.success[i]), clip))
+            for i, clip in enumerate(times.extra["video"]):
+                if filmed[sl.start + i]:
+                    clips.append((eval_set.tasks[sl.start + i].name, bool(batch.success[i]), clip))
     per_task = {}
     for t_index in dict.fromkeys(eval_set.task_ids.tolist()):
         mask = eval_set.task_ids == t_index
