@@ -67,6 +67,7 @@ class SFTConfig:
     steps: int = 300
     lr: float = 1e-3
     lr_schedule: str = "constant"  # constant | cosine (lr down to 0 at the last step)
+    torch_threads: int = 0  # torch's threads during SFT (no env runs then); 0: run.torch_threads
     weight_decay: float = 0.0
     batch_size: int = 0  # samples per SFT step (0: all, full-batch)
     demo_seed: int = 424242
@@ -158,6 +159,8 @@ class TrainConfig:
 
         _check(self.env.suite in SUITE_NAMES, "env.suite", f"one of {SUITE_NAMES}", self.env.suite)
         _check(self.env.backend in ("engine", "reference"), "env.backend", "'engine' or 'reference'", self.env.backend)
+        _check(self.sft.torch_threads >= 0, "sft.torch_threads", ">= 0 (0: run.torch_threads)",
+               self.sft.torch_threads)
         _check(self.sft.lr_schedule in ("constant", "cosine"), "sft.lr_schedule", "'constant' or 'cosine'",
                self.sft.lr_schedule)
         _check(self.env.pipeline in ("lockstep", "pipelined", "auto"), "env.pipeline",
