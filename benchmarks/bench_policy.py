@@ -83,12 +83,13 @@ def _preprocess_row(batch: int, reps: int) -> tuple[str, float, str]:
     return (f"preprocess B={batch} 256px -> 224px fused pixels (7B pipeline)", seconds * 1e3, "ms")
 
 
-def _random_weight_model(cfg: OpenVLAOFTConfig, dev: torch.device, dtype: torch.dtype) -> OpenVLAOFT:
+def random_weight_model(cfg: OpenVLAOFTConfig, dev: torch.device, dtype: torch.dtype, *, tokenizer=None,
+                        norm_stats=None) -> OpenVLAOFT:
     """Built on the meta device and materialised on `dev` (time and memory do not depend on values)."""
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
     with torch.device("meta"):
-        model = OpenVLAOFT(cfg, norm_stats=STATS)
+        model = OpenVLAOFT(cfg, tokenizer=tokenizer, norm_stats=STATS if norm_stats is None else norm_stats)
     model = model.to_empty(device=dev).to(dtype)
     with torch.no_grad():
         for p in model.parameters():
@@ -101,7 +102,7 @@ def _measured_rows(cfg: OpenVLAOFTConfig, batch: int, dev: torch.device, label: 
     """Rollout forward and one training forward+backward (bf16 weights and grads, no optimizer)."""
     from vlarl_fast.policy.processor import PromptBatch
 
-    model = _random_weight_model(cfg, dev, torch.bfloat16)
+    model = random_weight_model(cfg, dev, torch.bfloat16)
     prompt = PromptBatch(torch.full((batch, 32), 100, device=dev), torch.ones(batch, 32, dtype=torch.bool, device=dev))
     frames = torch.randint(0, 256, (batch, cfg.num_images, 256, 256, 3), dtype=torch.uint8, device=dev)
     cuda = dev.type == "cuda"

@@ -77,23 +77,14 @@ def tiny_policy(num_images: int):
 
 
 def gpu_7b_policy(num_images: int, device: str = "cuda"):
-    """The 7B OpenVLA-OFT layout with random bf16 weights on `device`, in eval mode (built on the
-    meta device, materialised there; the prompt tokenizer is the tiny one, ids inside the vocab)."""
-    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
-
-    from vlarl_fast.policy import OpenVLAOFT, OpenVLAOFTConfig, PromptTokenizer
+    """The 7B OpenVLA-OFT layout with random bf16 weights on `device`, in eval mode (the prompt
+    tokenizer is the tiny one, its ids inside the 7B vocabulary)."""
+    from bench_policy import random_weight_model
+    from vlarl_fast.policy import OpenVLAOFTConfig, PromptTokenizer
 
     torch.manual_seed(0)
-    dev = torch.device(device)
-    with torch.device("meta"):
-        model = OpenVLAOFT(OpenVLAOFTConfig.openvla_7b(num_images=num_images), tokenizer=PromptTokenizer.tiny(),
-                           norm_stats=STATS)
-    model = model.to_empty(device=dev).to(torch.bfloat16)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.02)
-    model.language_model.model.rotary_emb = LlamaRotaryEmbedding(config=model.language_model.model.config).to(dev)
-    return model.eval()
+    return random_weight_model(OpenVLAOFTConfig.openvla_7b(num_images=num_images), torch.device(device),
+                               torch.bfloat16, tokenizer=PromptTokenizer.tiny(), norm_stats=STATS).eval()
 
 
 class SyncedPolicy:

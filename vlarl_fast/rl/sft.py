@@ -8,8 +8,6 @@ The loss is the mean negative log-prob at temperature 1 (the fused `action_logpr
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -36,12 +34,11 @@ def sft_dataset(frames: np.ndarray, instructions: list[str], actions: np.ndarray
     return torch.from_numpy(frames), list(instructions), torch.from_numpy(encode_actions(actions, action_stats, n_bins))
 
 
-def proprio_statistics(proprio: np.ndarray) -> dict:
+def proprio_statistics(proprio: np.ndarray, margin: float = 0.1) -> dict:
     """OpenVLA-OFT's proprio statistics (BOUNDS_Q99 normalisation to [-1, 1]) of the SFT states
     [N, P], as its dataset statistics hold them, the [q01, q99] span widened by `margin` of itself
     on each side (one demo per task covers little of the workspace that rollouts reach, and
     normalisation clips outside the span); dimensions that never move get a unit span."""
-    margin = 0.1
     q01 = np.quantile(proprio, 0.01, axis=0)
     q99 = np.quantile(proprio, 0.99, axis=0)
     span = q99 - q01
@@ -75,10 +72,8 @@ def train_sft(model, frames: torch.Tensor, instructions: list[str], tokens: torc
     prompts = np.array(instructions, dtype=object)
     losses = []
     model.train()
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1)) if lr_schedule == "cosine" else None
     for step in range(steps):
-        if lr_schedule == "cosine":
-            for group in opt.param_groups:
-                group["lr"] = 0.5 * lr * (1.0 + math.cos(math.pi * step / max(steps, 1)))
         if batch_size and batch_size < n:
             idx = torch.randperm(n, generator=generator)[:batch_size]
             batch = (ModelImages(images.levels[idx]), list(prompts[idx.numpy()]), tokens[idx],
@@ -91,6 +86,8 @@ def train_sft(model, frames: torch.Tensor, instructions: list[str], tokens: torc
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        if scheduler is not None:
+            scheduler.step()
         losses.append(float(loss.detach()))
         if log is not None and (step % log_every == 0 or step == steps - 1):
             log(step, losses[-1])

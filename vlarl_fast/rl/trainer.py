@@ -129,13 +129,15 @@ class Trainer:
         threads = torch.get_num_threads()
         if cfg.sft.torch_threads:
             torch.set_num_threads(cfg.sft.torch_threads)
-        with self.progress.phase("sft", total=cfg.sft.steps) as bar:
-            losses = train_sft(self.policy, x, prompts, y, steps=cfg.sft.steps, lr=cfg.sft.lr,
-                               weight_decay=cfg.sft.weight_decay, log_every=1, batch_size=cfg.sft.batch_size,
-                               generator=torch.Generator().manual_seed(derive_seed(cfg.run.seed, 6)),
-                               proprio=state, unnorm_key=self.unnorm_key, lr_schedule=cfg.sft.lr_schedule,
-                               log=lambda step, loss: bar.update(1, loss=f"{loss:.3f}"))
-        torch.set_num_threads(threads)
+        try:
+            with self.progress.phase("sft", total=cfg.sft.steps) as bar:
+                losses = train_sft(self.policy, x, prompts, y, steps=cfg.sft.steps, lr=cfg.sft.lr,
+                                   weight_decay=cfg.sft.weight_decay, log_every=1, batch_size=cfg.sft.batch_size,
+                                   generator=torch.Generator().manual_seed(derive_seed(cfg.run.seed, 6)),
+                                   proprio=state, unnorm_key=self.unnorm_key, lr_schedule=cfg.sft.lr_schedule,
+                                   log=lambda step, loss: bar.update(1, loss=f"{loss:.3f}"))
+        finally:
+            torch.set_num_threads(threads)
         metrics = {"sft/loss_first": losses[0] if losses else float("nan"),
                    "sft/loss_last": losses[-1] if losses else float("nan"),
                    "sft/samples": len(prompts), "sft/demos": n_demos, "time/sft_s": time.perf_counter() - t0}

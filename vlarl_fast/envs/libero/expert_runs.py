@@ -21,25 +21,14 @@ from vlarl_fast.envs.libero.registry import SETTLE_STEPS
 from vlarl_fast.envs.libero.task_engine import LiberoTaskEngine
 
 
-def _axis_angle(quat_wxyz: np.ndarray) -> np.ndarray:
-    w = np.clip(quat_wxyz[:, 0], -1.0, 1.0)
-    den = np.sqrt(np.maximum(1.0 - w * w, 0.0))
-    angle = 2.0 * np.arccos(w)
-    out = np.zeros((quat_wxyz.shape[0], 3))
-    safe = den > 1e-12
-    out[safe] = quat_wxyz[safe, 1:] * (angle[safe] / den[safe])[:, None]
-    return out
-
-
 def _record_step(task_engine: LiberoTaskEngine, ids: np.ndarray, frames) -> dict:
     eng = task_engine.engine
     obs = eng.spec.observation
-    pos = eng.field("site_xpos")[ids, obs["eef_site"]].copy()
     quat = eng.field("xquat")[ids, obs["eef_body"]].copy()  # w x y z
-    grip = eng.qpos[ids][:, list(obs["gripper_qpos"])].copy()
     joints = eng.qpos[ids][:, :7].copy()
     state = np.concatenate([eng.time[ids][:, None], eng.qpos[ids], eng.qvel[ids]], axis=1)
-    ori = _axis_angle(quat)
+    proprio = task_engine.proprio(ids)  # what the policy's state input is in rollouts
+    pos, ori, grip = proprio[:, :3], proprio[:, 3:6], proprio[:, 6:]
     return {"state": state, "ee_pos": pos, "ee_ori": ori, "ee_states": np.concatenate([pos, ori], 1),
             "gripper_states": grip, "joint_states": joints,
             "robot_states": np.concatenate([grip, pos, quat[:, [1, 2, 3, 0]]], 1),
