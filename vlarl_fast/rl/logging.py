@@ -4,8 +4,27 @@ enabled). Only rank 0 writes; metrics arrive already reduced over ranks."""
 from __future__ import annotations
 
 import json
+import sys
 import time
+import types
 from pathlib import Path
+
+
+def _summary_writer_class():
+    """torch's SummaryWriter, with TensorBoard kept on its own TensorFlow stub.
+
+    TensorBoard imports TensorFlow when it is installed; importing TensorFlow into a process that
+    already runs the engine (EGL context, OpenMP pools) segfaults inside TensorFlow's preload
+    check (tensorflow 2.21, measured: `vlarl-fast train` died with SIGSEGV at the logger's
+    creation). Writing scalars needs nothing of TensorFlow, so the `tensorboard.compat.notf`
+    marker (TensorBoard's own switch for "never import TensorFlow") is set first, unless the
+    process has already imported TensorFlow itself.
+    """
+    if "tensorflow" not in sys.modules:
+        sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter
 
 
 class MetricLogger:
@@ -22,9 +41,7 @@ class MetricLogger:
         # Only ever appended to: a resumed or restarted run adds records, it never truncates history.
         self._jsonl = open(self.out_dir / "metrics.jsonl", "a")
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(str(self.out_dir / "tensorboard"))
+            self._tb = _summary_writer_class()(str(self.out_dir / "tensorboard"))
         if wandb:
             try:
                 import wandb as wandb_module

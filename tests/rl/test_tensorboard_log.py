@@ -1,0 +1,40 @@
+"""`vlarl-fast train` with TensorBoard on (the default job's setting), TensorFlow installed.
+
+TensorBoard imports TensorFlow when it can; doing that in a process that already renders with the
+engine crashed the default job with SIGSEGV (tensorflow 2.21). The logger keeps TensorBoard on its
+stub: the run must finish and its event file must hold the scalars that metrics.jsonl holds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+
+import pytest
+
+from tests.rl._runs import REPO, env, train_cmd, train_metrics
+
+
+def test_train_with_tensorboard_writes_the_jsonl_scalars(tmp_path):
+    if importlib.util.find_spec("tensorboard") is None:
+        pytest.skip("tensorboard is not installed")
+    out = tmp_path / "run"
+    proc = subprocess.run(train_cmd(out, "grpo.iterations=2", "run.tensorboard=true"), cwd=REPO, env=env(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"rc={proc.returncode}\n" + proc.stdout[-2000:] + proc.stderr[-2000:]
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = sorted((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(files) == 1, files
+    acc = EventAccumulator(str(files[0]))
+    acc.Reload()
+    jsonl = train_metrics(out)
+    assert sorted(jsonl) == [1, 2]
+    tags = set(acc.Tags()["scalars"])
+    keys = [k for k, v in jsonl[1].items() if k not in ("kind", "step", "time") and isinstance(v, (int, float))]
+    assert keys and set(keys) <= tags, sorted(set(keys) - tags)
+    for key in keys:
+        logged = {e.step: e.value for e in acc.Scalars(key)}
+        for step, rec in jsonl.items():
+            assert logged[step] == pytest.approx(rec[key], rel=1e-6, abs=1e-6), (key, step)
