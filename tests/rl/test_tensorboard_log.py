@@ -2,17 +2,20 @@
 
 TensorBoard imports TensorFlow when it can; doing that in a process that already renders with the
 engine crashed the default job with SIGSEGV (tensorflow 2.21). The logger keeps TensorBoard on its
-stub: the run must finish and its event file must hold the scalars that metrics.jsonl holds.
+stub: the run must finish and its event file must hold the scalars that metrics.jsonl holds. The
+test reads the file back in its own process the same way (this process may have rendered too).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import subprocess
+import sys
 
 import pytest
 
 from tests.rl._runs import REPO, env, train_cmd, train_metrics
+from vlarl_fast.rl.logging import tensorboard_without_tensorflow
 
 
 def test_train_with_tensorboard_writes_the_jsonl_scalars(tmp_path):
@@ -23,6 +26,8 @@ def test_train_with_tensorboard_writes_the_jsonl_scalars(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"rc={proc.returncode}\n" + proc.stdout[-2000:] + proc.stderr[-2000:]
 
+    tf_before = "tensorflow" in sys.modules
+    tensorboard_without_tensorflow()
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     files = sorted((out / "tensorboard").glob("events.out.tfevents.*"))
@@ -38,3 +43,4 @@ def test_train_with_tensorboard_writes_the_jsonl_scalars(tmp_path):
         logged = {e.step: e.value for e in acc.Scalars(key)}
         for step, rec in jsonl.items():
             assert logged[step] == pytest.approx(rec[key], rel=1e-6, abs=1e-6), (key, step)
+    assert ("tensorflow" in sys.modules) == tf_before  # reading the events did not import TensorFlow

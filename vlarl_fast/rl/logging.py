@@ -10,18 +10,24 @@ import types
 from pathlib import Path
 
 
-def _summary_writer_class():
-    """torch's SummaryWriter, with TensorBoard kept on its own TensorFlow stub.
+def tensorboard_without_tensorflow() -> None:
+    """Keeps TensorBoard on its own TensorFlow stub from here on.
 
     TensorBoard imports TensorFlow when it is installed; importing TensorFlow into a process that
     already runs the engine (EGL context, OpenMP pools) segfaults inside TensorFlow's preload
     check (tensorflow 2.21, measured: `vlarl-fast train` died with SIGSEGV at the logger's
-    creation). Writing scalars needs nothing of TensorFlow, so the `tensorboard.compat.notf`
-    marker (TensorBoard's own switch for "never import TensorFlow") is set first, unless the
-    process has already imported TensorFlow itself.
+    creation, and so did a pytest process reading event files back). Writing and reading scalars
+    needs nothing of TensorFlow, so the `tensorboard.compat.notf` marker (TensorBoard's own switch
+    for "never import TensorFlow") is set, unless the process has already imported TensorFlow.
+    Call it before the first TensorBoard import.
     """
     if "tensorflow" not in sys.modules:
         sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+
+
+def _summary_writer_class():
+    """torch's SummaryWriter, with TensorBoard kept off TensorFlow (`tensorboard_without_tensorflow`)."""
+    tensorboard_without_tensorflow()
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter
