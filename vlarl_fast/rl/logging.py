@@ -25,14 +25,6 @@ def tensorboard_without_tensorflow() -> None:
         sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 
 
-def _summary_writer_class():
-    """torch's SummaryWriter, with TensorBoard kept off TensorFlow (`tensorboard_without_tensorflow`)."""
-    tensorboard_without_tensorflow()
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter
-
-
 class MetricLogger:
     def __init__(self, out_dir: str | Path, *, enabled: bool, tensorboard: bool = True, wandb: bool = False,
                  config: dict | None = None, resume: bool = False):
@@ -47,7 +39,10 @@ class MetricLogger:
         # Only ever appended to: a resumed or restarted run adds records, it never truncates history.
         self._jsonl = open(self.out_dir / "metrics.jsonl", "a")
         if tensorboard:
-            self._tb = _summary_writer_class()(str(self.out_dir / "tensorboard"))
+            tensorboard_without_tensorflow()
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.out_dir / "tensorboard"))
         if wandb:
             try:
                 import wandb as wandb_module
