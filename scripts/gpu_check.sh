@@ -196,8 +196,11 @@ if [[ $HAS_CUDA == 1 || ${GPU_CHECK_CPU_TESTS:-0} == 1 ]]; then
           tests/kernels tests/policy "${IGNORE[@]}" ) &
     CPU_PID=$!
     if [[ $CARD == 1 ]]; then
+        # the trainer's CUDA cases (issue 14: bf16 rollout replica on the card with a device
+        # generator; FSDP2 with CPU offload) import the whole rl layer, hence this step (bundle, _C)
         NATIVE_TESTS=(tests/render tests/engine/test_egl_devices.py tests/engine/test_cuda_build.py
-                      tests/kernels/test_native_loader.py ${GPU_CHECK_EXTRA_TESTS:-})
+                      tests/kernels/test_native_loader.py tests/rl/test_device_replica.py
+                      tests/rl/test_mixed_precision.py ${GPU_CHECK_EXTRA_TESTS:-})
         ( run_step tests_native 120 "${PYTEST[@]}" "${PYTEST_TIMEOUT[@]}" --junitxml="$OUT/junit_native.xml" \
               "${NATIVE_TESTS[@]}" ) &
         NATIVE_PID=$!

@@ -5,6 +5,7 @@ its Python steps say "skipped: no CUDA" (exit 3) instead of failing."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -59,3 +60,24 @@ def test_native_steps_say_skipped_without_cuda(what):
                           capture_output=True, text=True, timeout=120, cwd=str(REPO))
     assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "skipped: no CUDA" in proc.stdout
+
+
+def _array(script: str, name: str) -> list[str]:
+    """The words of a bash array assignment `name=( ... )` in the script (it may span lines)."""
+    match = re.search(rf"\b{name}=\(([^)]*)\)", script)
+    assert match, f"gpu_check.sh no longer assigns {name}"
+    return [w for w in match.group(1).split() if w.startswith("tests")]
+
+
+def test_every_cuda_test_file_runs_where_the_script_shows_it_the_card():
+    """A test with CUDA cases runs nowhere but on the lent machine: the script must name it (its
+    file, or a folder above it) in a pytest step that sees the GPU (tests_gpu or tests_native;
+    tests_cpu hides CUDA)."""
+    script = (REPO / "scripts" / "gpu_check.sh").read_text()
+    named = _array(script, "GPU_TESTS") + _array(script, "NATIVE_TESTS")
+    cuda_cases = re.compile(r"requires_cuda|cuda_available\(\)|cuda\.is_available\(\)|Generator\(\"cuda\"\)")
+    files = [p.relative_to(REPO).as_posix() for p in sorted((REPO / "tests").rglob("test_*.py"))
+             if p.name != Path(__file__).name and cuda_cases.search(p.read_text())]
+    assert "tests/rl/test_device_replica.py" in files, files  # the pattern still finds them
+    missing = [f for f in files if not any(f == n or f.startswith(n.rstrip("/") + "/") for n in named)]
+    assert not missing, f"tests with CUDA cases that scripts/gpu_check.sh never runs on the card: {missing}"
