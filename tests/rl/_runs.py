@@ -18,6 +18,10 @@ TINY = [
     "run.tensorboard=false",
 ]
 
+# The run that tests/rl/conftest.py's `finished_run` trains once for the tests that share it: three
+# GRPO steps, a checkpoint after each, TensorBoard on (the default job's setting).
+SHARED_RUN = ("grpo.iterations=3", "run.checkpoint_every=1", "run.tensorboard=true")
+
 
 def train_cmd(out_dir: Path, *overrides: str) -> list[str]:
     return [sys.executable, "-m", "vlarl_fast.cli", "train", "--recipe", "builtin_cpu", *TINY,

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from _runs import REPO, env, run_train, train_cmd, train_metrics
+from _runs import REPO, SHARED_RUN, env, run_train, train_cmd, train_metrics
 
 TIMING_PREFIXES = ("time/", "perf/")
 
@@ -16,13 +16,12 @@ def _comparable(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if k not in ("time", "kind") and not k.startswith(TIMING_PREFIXES)}
 
 
-def test_killed_run_resumes_and_reproduces(tmp_path):
-    ref_dir, cut_dir = tmp_path / "uninterrupted", tmp_path / "killed"
-    run_train(ref_dir, "grpo.iterations=3", "run.checkpoint_every=1")
-    reference = train_metrics(ref_dir)
+def test_killed_run_resumes_and_reproduces(finished_run, tmp_path):
+    cut_dir = tmp_path / "killed"
+    reference = train_metrics(finished_run)  # the same run, uninterrupted
     assert sorted(reference) == [1, 2, 3]
 
-    proc = subprocess.Popen(train_cmd(cut_dir, "grpo.iterations=3", "run.checkpoint_every=1"), cwd=REPO,
+    proc = subprocess.Popen(train_cmd(cut_dir, *SHARED_RUN), cwd=REPO,
                             env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     latest = cut_dir / "checkpoints" / "latest"
     deadline = time.time() + 900
@@ -36,7 +35,7 @@ def test_killed_run_resumes_and_reproduces(tmp_path):
     # Resume from step 2 exactly (a kill after step 3's checkpoint would leave nothing to redo).
     latest.write_text("step_000002")
 
-    run_train(cut_dir, "grpo.iterations=3", "run.checkpoint_every=1")
+    run_train(cut_dir, *SHARED_RUN)
     resumed = train_metrics(cut_dir)
     for step in (1, 2, 3):
         assert _comparable(resumed[step]) == _comparable(reference[step]), step
