@@ -1,9 +1,17 @@
 """Child process of test_checkpoint_faults: saves checkpoints of a tiny policy in a loop (step 1
-first, then 2, 3, ... until killed), optionally under a file-size limit (a full disk)."""
+first, then 2, 3, ... until killed), optionally under a file-size limit (a full disk).
 
+Modes: `loop OUT` saves into OUT until killed; `full-disk OUT` saves step 1, then step 2 under a
+64 KiB file-size limit; `fork-server -` imports torch and builds the policy once, then for each run
+directory read from stdin forks a child that runs `loop` there (it prints `ready PID` after its
+first save), waits for it to die (the test kills it) and prints `dead`: one interpreter start for
+many kills."""
+
+import os
 import resource
 import signal
 import sys
+import traceback
 
 import torch
 
@@ -25,6 +33,36 @@ def save(step):
                                extra={"history": [], "config": {}})
 
 
+def loop():
+    save(1)
+    print("ready", os.getpid(), flush=True)
+    step = 2
+    while True:
+        with torch.no_grad():
+            for p in policy.parameters():
+                p.add_(1e-3)
+        save(step)
+        step += 1
+
+
+if mode == "fork-server":
+    print("serving", flush=True)
+    while line := sys.stdin.readline():
+        out_dir = line.strip()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                loop()
+            except BaseException:
+                traceback.print_exc()
+            os._exit(1)  # never back into the server's loop
+        os.waitpid(pid, 0)
+        print("dead", flush=True)
+    sys.exit(0)
+
+if mode == "loop":
+    loop()
+
 save(1)
 if mode == "full-disk":
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
@@ -35,11 +73,3 @@ if mode == "full-disk":
         print("ERROR", exc, flush=True)
         sys.exit(3)
     sys.exit(0)
-print("ready", flush=True)
-step = 2
-while True:
-    with torch.no_grad():
-        for p in policy.parameters():
-            p.add_(1e-3)
-    save(step)
-    step += 1

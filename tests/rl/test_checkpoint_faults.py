@@ -4,6 +4,7 @@ against its manifest) or says why there is none, naming the file; nothing is lef
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -37,22 +38,32 @@ def _assert_loadable(path: Path) -> int:
 
 def test_sigkill_at_random_points_of_saves_leaves_a_complete_checkpoint(tmp_path):
     rng = random.Random(1234)
-    for trial in range(6):
-        out = tmp_path / f"run{trial}"
-        proc = _child(out, "loop")
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        time.sleep(rng.uniform(0.0, 1.5))  # a save of this policy takes ~0.1-0.3 s: kills land mid-save
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        messages = []
-        found = checkpoint.latest_checkpoint(out, log=messages.append)
-        assert found is not None, messages
-        step = _assert_loadable(found)
-        assert step >= 1
-        # `latest` is the commit point: a kill between a checkpoint's rename and the update of
-        # `latest` leaves a complete but uncommitted newer directory, and resume takes `latest`'s
-        latest = (out / "checkpoints" / "latest").read_text().strip()
-        assert found.name == latest and messages == []
+    # One interpreter start for all trials: the child forks a saver per trial (see _save_child.py).
+    server = subprocess.Popen([sys.executable, str(HERE / "_save_child.py"), "-", "fork-server"], cwd=REPO,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "serving", server.stderr.read()
+        for trial in range(6):
+            out = tmp_path / f"run{trial}"
+            server.stdin.write(f"{out}\n")
+            server.stdin.flush()
+            ready = server.stdout.readline().split()
+            assert ready[:1] == ["ready"], server.stderr.read()
+            time.sleep(rng.uniform(0.0, 1.5))  # a save of this policy takes ~0.1-0.3 s: kills land mid-save
+            os.kill(int(ready[1]), signal.SIGKILL)
+            assert server.stdout.readline().strip() == "dead"
+            messages = []
+            found = checkpoint.latest_checkpoint(out, log=messages.append)
+            assert found is not None, messages
+            step = _assert_loadable(found)
+            assert step >= 1
+            # `latest` is the commit point: a kill between a checkpoint's rename and the update of
+            # `latest` leaves a complete but uncommitted newer directory, and resume takes `latest`'s
+            latest = (out / "checkpoints" / "latest").read_text().strip()
+            assert found.name == latest and messages == []
+    finally:
+        server.kill()
+        server.communicate()
 
 
 @pytest.fixture
