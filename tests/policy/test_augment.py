@@ -122,12 +122,12 @@ def test_sft_trains_through_the_augmentation():
     sequences = torch.randint(0, 256, (2, 56), generator=torch.Generator().manual_seed(9))
     prompts = ["put the bowl on the stove"] * 16
     losses = {}
-    for name, aug in (("plain", None), ("augmented", ImageAugment())):
+    for name, aug, steps in (("plain", None, 3), ("augmented", ImageAugment(), 100)):
         model = build_policy(32, 0, stats_key="builtin_table")
-        losses[name] = train_sft(model, frames, prompts, sequences[bright], steps=100, lr=3e-3, batch_size=8,
+        losses[name] = train_sft(model, frames, prompts, sequences[bright], steps=steps, lr=3e-3, batch_size=8,
                                  generator=torch.Generator().manual_seed(10), augment=aug)
     assert losses["plain"][0] == pytest.approx(losses["augmented"][0], rel=0.01)  # same init and batch
-    assert losses["plain"][1:] != losses["augmented"][1:]
+    assert all(p != a for p, a in zip(losses["plain"][1:], losses["augmented"][1:3]))
     assert np.mean(losses["augmented"][-10:]) < 0.5 * losses["augmented"][0]
     model.eval()
     with torch.no_grad():
