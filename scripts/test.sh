@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export MUJOCO_GL=egl PYOPENGL_PLATFORM=egl
-exec .venv/bin/python -m pytest tests -q --timeout=1200 -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest tests -q --timeout=1200 -p no:cacheprovider --durations=25 "$@"
