@@ -3,7 +3,6 @@ as one native job, EnvPool-style send/recv. Reference: each engine alone (its ow
 synchronous Engine.step_chunk) from the same states with the same actions: states, records,
 success and frames must be identical bit for bit, for 1 and 2 threads and any completion order."""
 
-import os
 import signal
 import threading
 import time
@@ -184,13 +183,19 @@ def test_pool_close_drops_queued_sends_and_waits_for_the_running_one():
 
 def test_keyboard_interrupt_reaches_recv():
     env = R.make_env("Lift")
+    # Python's own SIGINT handler, whatever an earlier test or library left installed
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     with EnginePool(2) as pool, Engine.from_robosuite(env, 2, pool=pool) as eng:
         pool.send([(eng, None, np.zeros((2, 2000, 7)))])
-        timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+        timer = threading.Timer(0.2, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
         timer.start()
         t0 = time.perf_counter()
-        with pytest.raises(KeyboardInterrupt):
-            pool.recv(2)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                pool.recv(2)
+        finally:
+            timer.join()
+            signal.signal(signal.SIGINT, previous)
         assert time.perf_counter() - t0 < 3.0
         assert pool.in_flight == 0
         pool.send([(eng, None, np.zeros((2, 1, 7)))])  # the pool works afterwards

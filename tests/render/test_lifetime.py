@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import subprocess
@@ -36,6 +37,13 @@ def tiny():
 
 
 def _rss_mb() -> float:
+    """Resident set size after glibc hands freed heap back to the OS (malloc_trim), so that memory
+    freed but kept by the allocator, which varies with what ran before in this process, is not
+    counted as growth."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: RSS as it is
+        pass
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -59,16 +67,17 @@ def _cycle(model, close: bool) -> np.ndarray:
 def test_create_close_cycles_do_not_grow_memory(tiny):
     """Each cycle makes 2 EGL contexts with MuJoCo's 4096^2 shadow map, MSAA framebuffers and
     fonts: an engine whose renderer leaked adds ~150 MB of RSS on llvmpipe (measured by keeping
-    the renderers alive). Bound: 12 MB growth over 12 cycles after 3 warm-up cycles, allowing
-    allocator noise (measured: 2.0 MB). The frames views are kept: they must not keep the
-    contexts alive."""
+    the renderers alive), one that leaked only its 4096^2 shadow map 64 MB. Bound: 36 MB growth
+    over 12 cycles after 3 warm-up cycles (3 MB a cycle), allowing allocator noise (measured 2.0 MB
+    alone; 25 MB once after 470 other tests in one process on a loaded machine, before RSS was
+    read after malloc_trim). The frames views are kept: they must not keep the contexts alive."""
     for _ in range(3):
         _cycle(tiny, close=True)
     before = _rss_mb()
     views = [_cycle(tiny, close=i % 2 == 0) for i in range(12)]  # closed or only dropped
     growth = _rss_mb() - before
     assert all(v.shape == (4, 2, 32, 32, 3) and v.any() for v in views)
-    assert growth < 12.0, f"RSS grew by {growth:.1f} MB over 12 create/close cycles"
+    assert growth < 36.0, f"RSS grew by {growth:.1f} MB over 12 create/close cycles"
 
 
 def test_many_engines_alive_at_once_then_closed(tiny):
