@@ -36,19 +36,24 @@ def _assert_loadable(path: Path) -> int:
     return int(state["step"])
 
 
+def _stderr_of(server: subprocess.Popen) -> str:
+    server.kill()  # it may be waiting for the next trial: reading its stderr would wait forever
+    return server.communicate()[1]
+
+
 def test_sigkill_at_random_points_of_saves_leaves_a_complete_checkpoint(tmp_path):
     rng = random.Random(1234)
     # One interpreter start for all trials: the child forks a saver per trial (see _save_child.py).
     server = subprocess.Popen([sys.executable, str(HERE / "_save_child.py"), "-", "fork-server"], cwd=REPO,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert server.stdout.readline().strip() == "serving", server.stderr.read()
+        assert server.stdout.readline().strip() == "serving", _stderr_of(server)
         for trial in range(6):
             out = tmp_path / f"run{trial}"
             server.stdin.write(f"{out}\n")
             server.stdin.flush()
             ready = server.stdout.readline().split()
-            assert ready[:1] == ["ready"], server.stderr.read()
+            assert ready[:1] == ["ready"], _stderr_of(server)
             time.sleep(rng.uniform(0.0, 1.5))  # a save of this policy takes ~0.1-0.3 s: kills land mid-save
             os.kill(int(ready[1]), signal.SIGKILL)
             assert server.stdout.readline().strip() == "dead"
@@ -62,8 +67,9 @@ def test_sigkill_at_random_points_of_saves_leaves_a_complete_checkpoint(tmp_path
             latest = (out / "checkpoints" / "latest").read_text().strip()
             assert found.name == latest and messages == []
     finally:
-        server.kill()
-        server.communicate()
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
 
 
 @pytest.fixture
