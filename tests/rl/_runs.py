@@ -35,9 +35,14 @@ def env() -> dict:
     return e
 
 
-def run_train(out_dir: Path, *overrides: str, timeout: int = 900) -> None:
-    proc = subprocess.run(train_cmd(out_dir, *overrides), cwd=REPO, env=env(), capture_output=True, text=True,
+def train(out_dir: Path, *overrides: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """The run's process, finished, with its output; run_train when it must succeed."""
+    return subprocess.run(train_cmd(out_dir, *overrides), cwd=REPO, env=env(), capture_output=True, text=True,
                           timeout=timeout)
+
+
+def run_train(out_dir: Path, *overrides: str, timeout: int = 900) -> None:
+    proc = train(out_dir, *overrides, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 

@@ -1,11 +1,10 @@
 """Child process of test_checkpoint_faults: saves checkpoints of a tiny policy in a loop (step 1
 first, then 2, 3, ... until killed), optionally under a file-size limit (a full disk).
 
-Modes: `loop OUT` saves into OUT until killed; `full-disk OUT` saves step 1, then step 2 under a
-64 KiB file-size limit; `fork-server -` imports torch and builds the policy once, then for each run
-directory read from stdin forks a child that runs `loop` there (it prints `ready PID` after its
-first save), waits for it to die (the test kills it) and prints `dead`: one interpreter start for
-many kills."""
+Modes: `full-disk OUT` saves step 1, then step 2 under a 64 KiB file-size limit; `fork-server -`
+imports torch and builds the policy once, then for each run directory read from stdin forks a
+child that saves there in a loop (it prints `ready PID` after its first save), waits for it to die
+(the test kills it) and prints `dead`: one interpreter start for many kills."""
 
 import os
 import resource
@@ -59,9 +58,6 @@ if mode == "fork-server":
         os.waitpid(pid, 0)
         print("dead", flush=True)
     sys.exit(0)
-
-if mode == "loop":
-    loop()
 
 save(1)
 if mode == "full-disk":

@@ -23,9 +23,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
 
-def _child(out_dir: Path, mode: str) -> subprocess.Popen:
+def _child(out_dir: Path | str, mode: str, stdin=None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(HERE / "_save_child.py"), str(out_dir), mode], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _assert_loadable(path: Path) -> int:
@@ -44,8 +44,7 @@ def _stderr_of(server: subprocess.Popen) -> str:
 def test_sigkill_at_random_points_of_saves_leaves_a_complete_checkpoint(tmp_path):
     rng = random.Random(1234)
     # One interpreter start for all trials: the child forks a saver per trial (see _save_child.py).
-    server = subprocess.Popen([sys.executable, str(HERE / "_save_child.py"), "-", "fork-server"], cwd=REPO,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = _child("-", "fork-server", stdin=subprocess.PIPE)
     try:
         assert server.stdout.readline().strip() == "serving", _stderr_of(server)
         for trial in range(6):

@@ -5,18 +5,12 @@ run.resume=false refuses to overwrite an existing run."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 
-from _runs import REPO, SHARED_RUN, env, train_cmd
+from _runs import SHARED_RUN, train
 
 
 def _lines(out_dir):
     return (out_dir / "metrics.jsonl").read_text().splitlines()
-
-
-def _train(out_dir, *overrides):
-    return subprocess.run(train_cmd(out_dir, *overrides), cwd=REPO, env=env(), capture_output=True, text=True,
-                          timeout=900)
 
 
 def test_dangling_latest_resumes_from_newest_complete_and_keeps_history(finished_run, tmp_path):
@@ -25,7 +19,7 @@ def test_dangling_latest_resumes_from_newest_complete_and_keeps_history(finished
     shutil.rmtree(run / "checkpoints" / "step_000003")  # step 3 is redone from step 2's checkpoint
     (run / "checkpoints" / "latest").write_text("step_000099")
     before = _lines(run)
-    proc = _train(run, *SHARED_RUN)
+    proc = train(run, *SHARED_RUN)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "newest complete checkpoint" in proc.stdout + proc.stderr and "step_000002" in proc.stdout + proc.stderr
     after = _lines(run)
@@ -35,11 +29,11 @@ def test_dangling_latest_resumes_from_newest_complete_and_keeps_history(finished
 
     # a finished run, run again: nothing to do, nothing appended
     done = _lines(run)
-    proc = _train(run, *SHARED_RUN)
+    proc = train(run, *SHARED_RUN)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _lines(run) == done
 
     # run.resume=false on an existing run: a one-line usage error, nothing touched
-    proc = _train(run, "run.resume=false")
+    proc = train(run, "run.resume=false")
     assert proc.returncode == 2 and "run.resume" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert _lines(run) == done
