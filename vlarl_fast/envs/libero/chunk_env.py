@@ -287,17 +287,17 @@ class LiberoChunkEnv:
         return self._per_slot("episode_steps", np.int64)
 
     def check_success(self, env_ids=None) -> np.ndarray:
-        """LIBERO's own `_check_success` on each env's current state, [n] bool: the state's qpos
-        and qvel are set into LIBERO's env (`set_state_from_flattened`, `forward`), so poses and
-        contacts are recomputed by MuJoCo there, independently of the engine's bookkeeping and
-        of the copied arrays the per-step check uses. The rewards' cross-check."""
+        """LIBERO's own `_check_success` on each env's current state, [n] bool, as `env.step`'s
+        `done` sees it (`LiberoSuccess.check_after_step`): MuJoCo recomputes poses and contacts in
+        LIBERO's env from the engine's qpos and qvel alone, independently of the engine's
+        bookkeeping and of the copied arrays the per-step check uses. The rewards' cross-check
+        (`rollout/reward_mismatch`)."""
         ids = env_ids_array(env_ids, self.num_envs)
         out = np.zeros(ids.size, dtype=bool)
         for engine, local, pos in self._by_engine(ids):
             qpos, qvel = engine.engine.qpos, engine.engine.field("qvel")
             for j, i in zip(pos, local):
-                flat = np.concatenate([[0.0], qpos[i].reshape(-1), qvel[i].reshape(-1)])
-                out[j] = engine.success_check.check_state(flat)
+                out[j] = engine.success_check.check_after_step(qpos[i], qvel[i])
         return out
 
     def close(self) -> None:

@@ -60,9 +60,27 @@ class LiberoSuccess:
             out[j] = self._evaluate_synced()
         return out
 
-    def check_state(self, flat_state) -> bool:
-        """Success for a robosuite flattened state [time, qpos, qvel] (as LIBERO's
-        set_init_state computes it: mj_forward at that state)."""
-        self._env.sim.set_state_from_flattened(np.asarray(flat_state, dtype=np.float64))
-        self._env.sim.forward()
+    def check_after_step(self, qpos, qvel) -> bool:
+        """Success as LIBERO's `env.step` decides it for the state a physics step left
+        (`qpos`, `qvel` after `mj_step`), computed afresh by MuJoCo in LIBERO's env.
+
+        `done` reads the poses and contacts of the last substep's first stage, computed before its
+        integration, and the integrated qpos. MuJoCo's Euler and implicit integrators move
+        positions with the new velocity (qpos = qpos_before + h * qvel), so the positions before
+        the step are `mj_integratePos(qpos, qvel, -h)`: the forward pass runs there, then the
+        integrated qpos is put back for the joint predicates. (A forward pass at the integrated
+        qpos itself sees the poses one substep later; where a contact opens or closes in that
+        substep, e.g. a bowl landing on the stove, it disagrees with `done`: tests/libero/
+        test_success_after_step.py.)"""
+        if self._model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4:
+            raise ValueError("check_after_step: the RK4 integrator's step cannot be undone from "
+                             "(qpos, qvel); LIBERO's scenes use Euler")
+        after = np.asarray(qpos, dtype=np.float64).reshape(self._model.nq)
+        velocity = np.asarray(qvel, dtype=np.float64).reshape(self._model.nv)
+        before = after.copy()
+        mujoco.mj_integratePos(self._model, before, velocity, -self._model.opt.timestep)
+        self._data.qpos[:] = before
+        self._data.qvel[:] = velocity
+        mujoco.mj_forward(self._model, self._data)
+        self._data.qpos[:] = after
         return bool(self._env._check_success())
