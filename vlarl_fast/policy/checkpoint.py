@@ -381,14 +381,25 @@ def load_pretrained(directory: str | Path, *, dtype: torch.dtype = torch.bfloat1
     return model.eval()
 
 
+def read_statistics(directory: str | Path, hf: dict | None = None, action_dim: int | None = None) -> dict:
+    """A checkpoint's normalisation statistics ({key: {"action": ..., "proprio": ...}}): its
+    dataset_statistics.json, else config.json's `norm_stats`; validated."""
+    directory = Path(directory)
+    if hf is None:
+        hf = json.loads((directory / "config.json").read_text())
+    path = directory / STATS_FILE
+    stats = json.loads(path.read_text()) if path.is_file() else hf.get("norm_stats") or {}
+    validate_statistics(stats, action_dim if action_dim is not None else config_from_hf_dict(hf).action_dim)
+    return stats
+
+
 def _meta_model(directory: Path, num_images, use_proprio, attn_implementation: str) -> OpenVLAOFT:
     """The model `config.json` describes, with its statistics and tokenizer, on the meta device."""
     if not (directory / "config.json").is_file():
         raise FileNotFoundError(f"{directory}: no config.json")
     hf = json.loads((directory / "config.json").read_text())
     config = config_from_hf_dict(hf, num_images=num_images, use_proprio=use_proprio)
-    stats = json.loads((directory / STATS_FILE).read_text()) if (directory / STATS_FILE).is_file() else hf.get("norm_stats") or {}
-    validate_statistics(stats, config.action_dim)
+    stats = read_statistics(directory, hf, config.action_dim)
     tokenizer = None
     if (directory / "tokenizer.json").is_file():
         tokenizer = PromptTokenizer.from_dir(directory, bos_token_id=config.bos_token_id,

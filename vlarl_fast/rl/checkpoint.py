@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.distributed.checkpoint.api import CheckpointException
 
-from vlarl_fast.policy.checkpoint import build_from_metadata, save_metadata, save_pretrained
+from vlarl_fast.policy.checkpoint import build_from_metadata, read_statistics, save_metadata, save_pretrained
 from vlarl_fast.rl.distributed import DistInfo, barrier
 
 STATE_DIR = "state"
@@ -274,6 +274,13 @@ def load_policy(path: Path, *, dtype: torch.dtype = torch.float32, device="cpu")
                               f"({' '.join(str(_root_cause(exc)).split())[:300]})") from exc
     model.load_state_dict(state["model"])
     return model.to(device=device, dtype=dtype).eval()
+
+
+def load_statistics(path: Path) -> dict:
+    """The normalisation statistics the checkpoint's policy was saved with. Some exist in no
+    config (SFT computes the proprio statistics from the demos), so a resumed run takes them from
+    here, with the weights."""
+    return read_statistics(Path(path) / POLICY_DIR)
 
 
 def load_policy_weights(path: Path) -> dict[str, torch.Tensor]:

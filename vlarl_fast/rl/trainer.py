@@ -321,6 +321,9 @@ class Trainer:
         if path is None:
             return False
         state = checkpoint.restore(path, self.train_policy, self.optimizer, self.info)
+        stats = checkpoint.load_statistics(path)  # SFT's proprio statistics are in no config
+        for model in (self.policy, self.train_policy, self.rollout_policy):
+            model.norm_stats = dict(stats)
         sync_rollout_policy(self.train_policy, self.rollout_policy, self.info)
         self.start_iteration = int(state["step"])
         self.history = list(state.get("history", []))
