@@ -1,13 +1,16 @@
 """A run killed (SIGKILL) after a checkpoint resumes from it and reproduces the uninterrupted
-run's next metrics exactly (all non-timing metrics; tolerance 0)."""
+run's next metrics exactly (all non-timing metrics; tolerance 0); so does a run resumed from the
+checkpoint written after SFT (step 0), without redoing SFT."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 import subprocess
 import time
 
-from _runs import REPO, SHARED_RUN, env, run_train, train_cmd, train_metrics
+from _runs import REPO, SHARED_RUN, env, run_train, train, train_cmd, train_metrics
 
 TIMING_PREFIXES = ("time/", "perf/")
 
@@ -37,5 +40,21 @@ def test_killed_run_resumes_and_reproduces(finished_run, tmp_path):
 
     run_train(cut_dir, *SHARED_RUN)
     resumed = train_metrics(cut_dir)
+    for step in (1, 2, 3):
+        assert _comparable(resumed[step]) == _comparable(reference[step]), step
+
+
+def test_resume_from_the_sft_checkpoint_skips_sft_and_reproduces(finished_run, tmp_path):
+    reference = train_metrics(finished_run)
+    run = tmp_path / "from_sft"
+    (run / "checkpoints").mkdir(parents=True)  # a new run directory given the SFT policy only
+    shutil.copytree(finished_run / "checkpoints" / "step_000000", run / "checkpoints" / "step_000000")
+    (run / "checkpoints" / "latest").write_text("step_000000")
+
+    proc = train(run, *SHARED_RUN)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    kinds = [json.loads(line)["kind"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert "sft" not in kinds and kinds.count("train") == 3  # SFT was not redone
+    resumed = train_metrics(run)
     for step in (1, 2, 3):
         assert _comparable(resumed[step]) == _comparable(reference[step]), step

@@ -11,6 +11,11 @@ number of ranks; nothing ever gathers the whole model or optimizer on one rank.
         manifest.json           size and sha256 of every file above, written last
     <out_dir>/checkpoints/latest   text file naming the newest complete checkpoint
 
+step_000000 is the policy SFT made (written after its evaluation, when the run trained one; its
+state/ holds the weights only, AdamW having taken no step yet): a run
+stopped during GRPO's first iterations resumes without redoing SFT, and a new run directory given a
+copy of it (and a `latest` naming it) runs GRPO with other settings from the same SFT policy.
+
 `vlarl-fast export <checkpoint> <dir>` (`export_pretrained`) writes the official HF layout
 (`save_pretrained`) for release; `load_policy` reads a checkpoint's policy directly.
 
@@ -122,6 +127,13 @@ def _state_dicts(model, optimizer) -> dict:
     return {"model": model_sd, "optim": optim_sd}
 
 
+def _model_state_dict(model) -> dict:
+    """{"model"}: this rank's shards of the weights only."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    return {"model": get_model_state_dict(model)}
+
+
 def _agree(error: str | None, info: DistInfo) -> str | None:
     """The first rank's error, if any rank has one (every rank then raises the same error)."""
     if not info.enabled:
@@ -169,6 +181,10 @@ def save_checkpoint(out_dir: str | Path, step: int, model, optimizer, info: Dist
 
     root = Path(out_dir) / "checkpoints"
     name = f"step_{step:06d}"
+    # Before the first optimizer step (the checkpoint after SFT) AdamW has no state: only the model
+    # is saved. (DCP's get_state_dict would create a state by a zero-lr step, step count 1 and zero
+    # moments, and that would shift AdamW's bias correction and the lr warm-up of the run.)
+    fresh = not optimizer.state
     tmp = root / f".{name}.tmp"
     error, path, writing = None, None, root
     if info.is_main:
@@ -184,14 +200,15 @@ def save_checkpoint(out_dir: str | Path, step: int, model, optimizer, info: Dist
     if error is None:
         writing = tmp / STATE_DIR
         try:
-            _dcp(dcp.save, _state_dicts(model, optimizer), writing, info.enabled)
+            _dcp(dcp.save, _model_state_dict(model) if fresh else _state_dicts(model, optimizer), writing,
+                 info.enabled)
         except (Exception, CheckpointException) as exc:  # noqa: BLE001 - DCP's is a BaseException
             error = _failure(name, writing, exc)
         error = _agree(error, info)
     if error is None and info.is_main:
         try:
             writing = tmp / "trainer_state.pt"
-            torch.save({"step": step, "rng": rng_state(), **extra}, writing)
+            torch.save({"step": step, "rng": rng_state(), "optimizer_fresh": fresh, **extra}, writing)
             writing = tmp / MANIFEST
             write_manifest(tmp)
             writing = root / "latest"
@@ -311,15 +328,20 @@ def restore(path: Path, model, optimizer, info: DistInfo) -> dict:
     """Collective: every rank reads its shards of the weights and optimizer state into the (possibly
     sharded) training model; returns the trainer state."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import set_state_dict
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_state_dict
 
     state = load_trainer_state(path)
-    shards = _state_dicts(model, optimizer)
+    fresh = bool(state.get("optimizer_fresh"))  # saved before the first optimizer step: weights only
+    shards = _model_state_dict(model) if fresh else _state_dicts(model, optimizer)
     try:
         _dcp(dcp.load, shards, path / STATE_DIR, info.enabled)
     except (Exception, CheckpointException) as exc:  # noqa: BLE001
         raise CheckpointError(f"{path / STATE_DIR}: the sharded state cannot be read "
                               f"({' '.join(str(_root_cause(exc)).split())[:300]})") from exc
-    set_state_dict(model, optimizer, model_state_dict=shards["model"], optim_state_dict=shards["optim"])
+    if fresh:
+        set_model_state_dict(model, shards["model"])
+        optimizer.state.clear()  # AdamW starts afresh, as in the run that wrote the checkpoint
+    else:
+        set_state_dict(model, optimizer, model_state_dict=shards["model"], optim_state_dict=shards["optim"])
     set_rng_state(state["rng"])
     return state

@@ -338,7 +338,8 @@ class Trainer:
         t_start = time.perf_counter()
         try:
             resumed = self.resume_from is not None
-            if not resumed and cfg.sft.enabled and not cfg.policy.init and self.suite.has_demos:
+            trained_sft = not resumed and cfg.sft.enabled and not cfg.policy.init and self.suite.has_demos
+            if trained_sft:
                 self.sft()  # identically on every rank, before the policy is sharded
                 self.policy.eval()
             self.build_optimizer()
@@ -346,6 +347,8 @@ class Trainer:
                 self.try_resume()
             elif cfg.eval.episodes_per_task:
                 self.evaluate(0, "sft")
+            if trained_sft and cfg.run.checkpoint_every:
+                self.save(0)  # the SFT policy: a resume never redoes SFT (rl/checkpoint.py)
             if resumed and self._already_complete():
                 self.progress.write(f"[resume] {self.out_dir} is a complete run (final evaluation at step "
                                     f"{self.start_iteration}); nothing to do")
