@@ -59,7 +59,7 @@ def test_step_zero_checkpoint_leaves_the_first_update_unchanged(tmp_path, leftov
     saved_opt = _adamw(saved_model)
     path = checkpoint.save_checkpoint(tmp_path, 0, saved_model, saved_opt, DistInfo(),
                                       policy_template=saved_model, extra={"history": []})
-    assert not saved_opt.state  # the zero-lr initialisation was undone
+    assert not saved_opt.state  # no zero-lr initialisation: the weights alone were saved
     _assert_same(_first_update(saved_model, saved_opt), reference)
 
     resumed_model = tiny_policy(5)  # other weights: the restore must bring step 0's

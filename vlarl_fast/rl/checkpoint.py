@@ -11,10 +11,10 @@ number of ranks; nothing ever gathers the whole model or optimizer on one rank.
         manifest.json           size and sha256 of every file above, written last
     <out_dir>/checkpoints/latest   text file naming the newest complete checkpoint
 
-step_000000 is the policy SFT made (written after its evaluation, when the run trained one; its
-state/ holds the weights only, AdamW having taken no step yet): a run
-stopped during GRPO's first iterations resumes without redoing SFT, and a new run directory given a
-copy of it (and a `latest` naming it) runs GRPO with other settings from the same SFT policy.
+step_000000 is the policy SFT made, written after its evaluation when the run trained one; its
+state/ holds the weights only (AdamW has taken no step yet). A run stopped during GRPO's first
+iterations resumes there without redoing SFT, and a new run directory given a copy of it (and a
+`latest` naming it) runs GRPO with other settings from the same SFT policy.
 
 `vlarl-fast export <checkpoint> <dir>` (`export_pretrained`) writes the official HF layout
 (`save_pretrained`) for release; `load_policy` reads a checkpoint's policy directly.
@@ -120,18 +120,14 @@ def verify_checkpoint(directory: Path) -> str | None:
 
 
 def _state_dicts(model, optimizer) -> dict:
-    """{"model", "optim"}: this rank's shards (FSDP2 DTensors) or, in one process, the tensors."""
-    from torch.distributed.checkpoint.state_dict import get_state_dict
+    """{"model", "optim"}: this rank's shards (FSDP2 DTensors) or, in one process, the tensors;
+    {"model"} alone when `optimizer` is None."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
 
+    if optimizer is None:
+        return {"model": get_model_state_dict(model)}
     model_sd, optim_sd = get_state_dict(model, optimizer)
     return {"model": model_sd, "optim": optim_sd}
-
-
-def _model_state_dict(model) -> dict:
-    """{"model"}: this rank's shards of the weights only."""
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict
-
-    return {"model": get_model_state_dict(model)}
 
 
 def _agree(error: str | None, info: DistInfo) -> str | None:
@@ -200,8 +196,7 @@ def save_checkpoint(out_dir: str | Path, step: int, model, optimizer, info: Dist
     if error is None:
         writing = tmp / STATE_DIR
         try:
-            _dcp(dcp.save, _model_state_dict(model) if fresh else _state_dicts(model, optimizer), writing,
-                 info.enabled)
+            _dcp(dcp.save, _state_dicts(model, None if fresh else optimizer), writing, info.enabled)
         except (Exception, CheckpointException) as exc:  # noqa: BLE001 - DCP's is a BaseException
             error = _failure(name, writing, exc)
         error = _agree(error, info)
@@ -332,7 +327,7 @@ def restore(path: Path, model, optimizer, info: DistInfo) -> dict:
 
     state = load_trainer_state(path)
     fresh = bool(state.get("optimizer_fresh"))  # saved before the first optimizer step: weights only
-    shards = _model_state_dict(model) if fresh else _state_dicts(model, optimizer)
+    shards = _state_dicts(model, None if fresh else optimizer)
     try:
         _dcp(dcp.load, shards, path / STATE_DIR, info.enabled)
     except (Exception, CheckpointException) as exc:  # noqa: BLE001
