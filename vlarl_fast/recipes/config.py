@@ -33,7 +33,9 @@ class EnvConfig:
     # LIBERO only: no-op steps before the policy's first (None: 10, SimpleVLA-RL's num_steps_wait)
     settle_steps: int | None = None
     # LIBERO only: cameras the policy sees, in order ([] = agentview, plus the wrist camera
-    # robot0_eye_in_hand when the checkpoint takes 2 images)
+    # robot0_eye_in_hand when the checkpoint takes 2 images). With policy.preset=tiny, one image per
+    # camera listed: [agentview, robot0_eye_in_hand] is OpenVLA-OFT's LIBERO input, and the
+    # scripted demos then record the wrist camera too (LIBERO's obs/eye_in_hand_rgb)
     cameras: list[str] = field(default_factory=list)
     num_envs: int = 32  # env slots per rank (a multiple of grpo.group_size)
     num_threads: int = 2

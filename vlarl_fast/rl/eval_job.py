@@ -11,7 +11,7 @@ import torch
 from vlarl_fast.envs.suites import make_suite, make_suite_env
 from vlarl_fast.recipes.config import TrainConfig
 from vlarl_fast.rl.evaluate import evaluate, evaluation_set, results_table, write_results
-from vlarl_fast.rl.policy_setup import build_policy, suite_cameras
+from vlarl_fast.rl.policy_setup import build_policy, suite_cameras, tiny_num_images
 
 
 def run_eval(cfg: TrainConfig, policy_dir: Path | None, *, episodes_per_task: int | None = None,
@@ -27,7 +27,8 @@ def run_eval(cfg: TrainConfig, policy_dir: Path | None, *, episodes_per_task: in
     suite = make_suite(cfg.env.suite, cfg.env.tasks)
     env = None
     try:
-        policy = build_policy(cfg.policy.image_size, cfg.run.seed, str(policy_dir) if policy_dir else None)
+        policy = build_policy(cfg.policy.image_size, cfg.run.seed, str(policy_dir) if policy_dir else None,
+                              num_images=tiny_num_images(cfg.env.cameras))
         unnorm_key = suite.unnorm_key(policy.norm_stats)
         env = make_suite_env(suite, cfg.env.num_envs, max_steps=cfg.env.max_chunks * policy.config.chunk_len,
                              image_size=cfg.env.image_size, num_threads=cfg.env.num_threads, backend=cfg.env.backend,

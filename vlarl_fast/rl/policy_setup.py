@@ -26,9 +26,9 @@ BUILTIN_STATS = {
 }
 
 
-def builtin_policy_config(image_size: int, use_proprio: bool = False) -> OpenVLAOFTConfig:
+def builtin_policy_config(image_size: int, use_proprio: bool = False, num_images: int = 1) -> OpenVLAOFTConfig:
     # Engine frames are upright and already framed: no LIBERO rotation, no OFT centre crop.
-    return OpenVLAOFTConfig.tiny(image_size=image_size, use_proprio=use_proprio).replace(gripper_mode="none", rotate_180=False,
+    return OpenVLAOFTConfig.tiny(num_images=num_images, image_size=image_size, use_proprio=use_proprio).replace(gripper_mode="none", rotate_180=False,
                                                                 center_crop=False)
 
 
@@ -40,9 +40,11 @@ def tiny_stats(stats_key: str) -> dict:
 
 
 def build_policy(image_size: int, seed: int, init: str | None = None,
-                 stats_key: str = BUILTIN_UNNORM_KEY, use_proprio: bool = False) -> OpenVLAOFT:
+                 stats_key: str = BUILTIN_UNNORM_KEY, use_proprio: bool = False, num_images: int = 1) -> OpenVLAOFT:
     """A checkpoint (`init`), or the tiny preset; `use_proprio` (tiny only) adds OpenVLA-OFT's
-    proprio projector, whose statistics SFT fills in from the demos' states."""
+    proprio projector, whose statistics SFT fills in from the demos' states; `num_images` (tiny
+    only) is the images per observation (LIBERO: 2 = agentview and the wrist camera, as OpenVLA-OFT's
+    LIBERO checkpoints take them)."""
     if init:
         from pathlib import Path
 
@@ -55,11 +57,16 @@ def build_policy(image_size: int, seed: int, init: str | None = None,
                                     "(no config.json there)")
         return load_pretrained(init, dtype=torch.float32, device="cpu")
     torch.manual_seed(seed)
-    return OpenVLAOFT(builtin_policy_config(image_size, use_proprio), tokenizer=PromptTokenizer.tiny(),
+    return OpenVLAOFT(builtin_policy_config(image_size, use_proprio, num_images), tokenizer=PromptTokenizer.tiny(),
                       norm_stats=tiny_stats(stats_key))
 
 
 LIBERO_CAMERAS = ("agentview", "robot0_eye_in_hand")  # OpenVLA-OFT's image order (third person, wrist)
+
+
+def tiny_num_images(cameras) -> int:
+    """Images per observation of the tiny preset: one per camera of env.cameras (default: agentview)."""
+    return max(1, len(cameras))
 
 
 def suite_cameras(suite: str, cameras, config) -> list[str]:

@@ -10,6 +10,7 @@ converters) as well as this project's SFT.
     data/demo_<i>/robot_states [T, 9]: gripper qpos (2), eef position (3), eef quaternion (4, x y z w)
     data/demo_<i>/rewards      [T] uint8, 1 at the last step;  dones [T] uint8, 1 at the last step
     data/demo_<i>/obs/agentview_rgb [T, H, W, 3] uint8 (the frame before each action)
+    data/demo_<i>/obs/eye_in_hand_rgb [T, H, W, 3] uint8 (the wrist camera's; when recorded)
     data/demo_<i>/obs/{ee_pos [T, 3], ee_ori [T, 3] axis-angle, ee_states [T, 6],
                        gripper_states [T, 2], joint_states [T, 7]}
     demo attrs: num_samples, init_state (the LIBERO init state the episode started from),
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 OBS_KEYS = ("agentview_rgb", "ee_pos", "ee_ori", "ee_states", "gripper_states", "joint_states")
+OPTIONAL_OBS_KEYS = ("eye_in_hand_rgb",)  # written when an episode has them
 
 
 @dataclass
@@ -93,7 +95,7 @@ def write_demos(path, task, episodes: list[Episode], *, image_convention: str) -
             g.create_dataset("rewards", data=last if ep.success else np.zeros(n, np.uint8))
             g.create_dataset("dones", data=last)
             obs = g.create_group("obs")
-            for key in OBS_KEYS:
+            for key in OBS_KEYS + tuple(k for k in OPTIONAL_OBS_KEYS if k in ep.obs):
                 if key not in ep.obs:
                     raise ValueError(f"write_demos: demo {i} has no obs[{key!r}]")
                 value = np.asarray(ep.obs[key])
@@ -120,12 +122,13 @@ class DemoFile:
     language: str
     bddl_file_name: str
     image_convention: str
-    frames: list  # per demo [T, H, W, 3] uint8
+    frames: list  # per demo [T, H, W, 3] uint8 (agentview)
     actions: list  # per demo [T, 7]
     init_state_ids: list
     # per demo [T, 8] OpenVLA-OFT's LIBERO state before each action (ee_pos, ee_ori as axis-angle,
     # gripper_states), as `LiberoTaskEngine.proprio` gives it in rollouts; None where a demo lacks them
     proprio: list = field(default_factory=list)
+    wrist_frames: list = field(default_factory=list)  # per demo [T, H, W, 3] uint8, None where not recorded
 
 
 def read_demos(path) -> DemoFile:
@@ -140,10 +143,12 @@ def read_demos(path) -> DemoFile:
         grp = f["data"]
         info = json.loads(grp.attrs["problem_info"])
         names = sorted((k for k in grp.keys() if k.startswith("demo_")), key=lambda k: int(k.split("_")[1]))
-        frames, actions, ids, proprio = [], [], [], []
+        frames, actions, ids, proprio, wrist = [], [], [], [], []
         for name in names:
             d = grp[name]
             frames.append(np.asarray(d["obs/agentview_rgb"][()], dtype=np.uint8))
+            wrist.append(np.asarray(d["obs/eye_in_hand_rgb"][()], dtype=np.uint8) if "obs/eye_in_hand_rgb" in d
+                         else None)
             actions.append(np.asarray(d["actions"][()], dtype=np.float64))
             ids.append(int(d.attrs.get("init_state_id", -1)))
             keys = ("obs/ee_pos", "obs/ee_ori", "obs/gripper_states")
@@ -152,4 +157,4 @@ def read_demos(path) -> DemoFile:
         convention = grp.attrs.get("image_convention", grp.attrs.get("macros_image_convention", "opengl"))
         return DemoFile(language=info["language_instruction"], bddl_file_name=str(grp.attrs["bddl_file_name"]),
                         image_convention=str(convention), frames=frames, actions=actions, init_state_ids=ids,
-                        proprio=proprio)
+                        proprio=proprio, wrist_frames=wrist)

@@ -20,8 +20,11 @@ from vlarl_fast.envs.libero.expert import LiberoExpert
 from vlarl_fast.envs.libero.registry import SETTLE_STEPS
 from vlarl_fast.envs.libero.task_engine import LiberoTaskEngine
 
+# LIBERO's dataset key of each camera's frames (LIBERO's scripts/create_dataset.py)
+FRAME_KEYS = {"agentview": "agentview_rgb", "robot0_eye_in_hand": "eye_in_hand_rgb"}
 
-def _record_step(task_engine: LiberoTaskEngine, ids: np.ndarray, frames) -> dict:
+
+def _record_step(task_engine: LiberoTaskEngine, ids: np.ndarray, frames, cameras) -> dict:
     eng = task_engine.engine
     obs = eng.spec.observation
     quat = eng.field("xquat")[ids, obs["eef_body"]].copy()  # w x y z
@@ -32,22 +35,28 @@ def _record_step(task_engine: LiberoTaskEngine, ids: np.ndarray, frames) -> dict
     return {"state": state, "ee_pos": pos, "ee_ori": ori, "ee_states": np.concatenate([pos, ori], 1),
             "gripper_states": grip, "joint_states": joints,
             "robot_states": np.concatenate([grip, pos, quat[:, [1, 2, 3, 0]]], 1),
-            "agentview_rgb": frames[:, 0].copy()}
+            **{FRAME_KEYS[c]: frames[:, j].copy() for j, c in enumerate(cameras)}}
 
 
 def run_expert(scene, init_state_ids: Sequence[int], *, max_steps: int | None = None,
                num_threads: int | None = None, record: bool = False, image_size: int = 128,
                fast_render: bool = False, image_convention: str = "openvla",
-               settle_steps: int = SETTLE_STEPS) -> dict:
+               settle_steps: int = SETTLE_STEPS, cameras: Sequence[str] = ("agentview",)) -> dict:
     """The expert on `scene`'s task from each init state id. Returns {"success" [n] bool,
     "steps" [n] control steps, "init_state_ids", "episodes" (with `record`: per env a
-    `demo_file.Episode` with agentview frames of `image_size`)}."""
+    `demo_file.Episode` with the frames of `cameras` (agentview first, LIBERO's datasets hold it)
+    at `image_size`)}."""
     ids0 = np.asarray(list(init_state_ids), dtype=np.int64)
     n = ids0.size
     if n == 0:
         raise ValueError("run_expert: expected at least one init state id")
+    cameras = list(cameras)
+    if record and (not cameras or cameras[0] != "agentview" or len(set(cameras)) != len(cameras)
+                   or any(c not in FRAME_KEYS for c in cameras)):
+        raise ValueError(f"run_expert: cameras must be 'agentview' first, then optionally "
+                         f"'robot0_eye_in_hand', each once; got {cameras}")
     max_steps = scene.task.max_steps if max_steps is None else int(max_steps)
-    options = dict(cameras=["agentview"], height=image_size, width=image_size,
+    options = dict(cameras=cameras, height=image_size, width=image_size,
                    image_convention=image_convention) if record else dict(cameras=None)
     if record and fast_render:
         options["fast"] = True
@@ -55,7 +64,7 @@ def run_expert(scene, init_state_ids: Sequence[int], *, max_steps: int | None = 
     try:
         expert = LiberoExpert(scene)
         env_ids = np.arange(n)
-        frames = te.reset(init_state_ids=ids0, env_ids=env_ids, render=record)  # [n, 1, H, W, 3] by env
+        frames = te.reset(init_state_ids=ids0, env_ids=env_ids, render=record)  # [n, cameras, H, W, 3]
         expert.reset(te.engine, env_ids)
         logs = [[] for _ in range(n)]
         actions = [[] for _ in range(n)]
@@ -65,7 +74,7 @@ def run_expert(scene, init_state_ids: Sequence[int], *, max_steps: int | None = 
                 break
             act = expert.act(te.engine, active)
             if record:
-                rec = _record_step(te, active, frames[active])
+                rec = _record_step(te, active, frames[active], cameras)
                 for row, i in enumerate(active):
                     logs[i].append({k: v[row] for k, v in rec.items()})
                     actions[i].append(act[row])
@@ -78,7 +87,8 @@ def run_expert(scene, init_state_ids: Sequence[int], *, max_steps: int | None = 
             result["episodes"] = [
                 Episode(actions=np.stack(actions[i]), states=np.stack([r["state"] for r in logs[i]]),
                         obs={k: np.stack([r[k] for r in logs[i]]) for k in
-                             ("agentview_rgb", "ee_pos", "ee_ori", "ee_states", "gripper_states", "joint_states")},
+                             (*(FRAME_KEYS[c] for c in cameras), "ee_pos", "ee_ori", "ee_states",
+                              "gripper_states", "joint_states")},
                         robot_states=np.stack([r["robot_states"] for r in logs[i]]),
                         init_state=table[ids0[i]], init_state_id=int(ids0[i]), success=bool(te.success[i]))
                 for i in range(n)]

@@ -80,9 +80,6 @@ class LiberoSuite:
 
         from vlarl_fast.envs.libero.demos import demo_path, record_demo_files, sft_samples
 
-        if list(env.cameras) != ["agentview"]:
-            raise ValueError(f"config field env.cameras: SFT from LIBERO demos needs the agentview camera only, "
-                             f"got {list(env.cameras)}")
         convention = env._engine_options["image_convention"]
         ids = list(cfg.sft.init_ids[: cfg.sft.demos_per_task])
         if cfg.sft.demos:
@@ -94,10 +91,12 @@ class LiberoSuite:
         else:
             paths = record_demo_files(self.tasks, env.scenes, init_ids=ids, out_dir=Path(out_dir) / "demos",
                                       image_size=env.height, fast_render=bool(env._engine_options.get("fast")),
-                                      image_convention=convention, num_threads=env.num_threads, log=log)
+                                      image_convention=convention, num_threads=env.num_threads, log=log,
+                                      cameras=list(env.cameras))
         frames, instructions, actions, proprio = sft_samples(paths, chunk_len=chunk_len, frame_shape=env.frame_shape(),
                                                              image_convention=convention,
-                                                             max_demos=cfg.sft.demos_per_task)
+                                                             max_demos=cfg.sft.demos_per_task,
+                                                             cameras=list(env.cameras))
         return frames, instructions, actions, proprio, len(paths) * len(ids)
 
     def unnorm_key(self, norm_stats) -> str:
