@@ -90,7 +90,8 @@ def _demos(args) -> int:
             print(f"{task.suite} {task.index} {task.name}: expert success {int(r['success'].sum())}/"
                   f"{args.success_over}")
     record_demo_files(tasks, scenes, init_ids=args.init_ids, out_dir=args.out, image_size=args.image_size,
-                      fast_render=args.fast_render, num_threads=args.threads, overwrite=True, log=print)
+                      fast_render=args.fast_render, num_threads=args.threads, overwrite=True, log=print,
+                      cameras=["agentview", "robot0_eye_in_hand"] if args.wrist else ["agentview"])
     for task in tasks:
         print(demo_path(args.out, task))
     return 0
@@ -259,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for <task name>_demo.hdf5 files")
     p.add_argument("--image-size", type=_positive, default=128, help="agentview frame side (LIBERO's: 128)")
     p.add_argument("--fast-render", action="store_true", help="no MSAA, shadows, reflections")
+    p.add_argument("--wrist", action="store_true",
+                   help="also record the wrist camera (obs/eye_in_hand_rgb, as LIBERO's datasets hold it)")
     p.add_argument("--threads", type=_positive, default=2)
     p.add_argument("--success-over", type=_non_negative, default=0,
                    help="first measure the expert's success over init states 0..N-1 of each task")

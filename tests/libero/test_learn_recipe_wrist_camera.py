@@ -31,3 +31,13 @@ def test_libero_learn_with_the_wrist_camera(tmp_path):
     assert [r["episodes"] for r in rows if r["kind"] == "eval"] == [1, 1]
     policy = load_policy(out / "checkpoints" / "step_000001")
     assert policy.config.num_images == 2 and policy.config.use_proprio
+
+
+def test_demos_cli_records_the_wrist_camera_on_request(tmp_path):
+    for flags, expected in (([], {"agentview_rgb"}), (["--wrist"], {"agentview_rgb", "eye_in_hand_rgb"})):
+        out = tmp_path / ("wrist" if flags else "plain")
+        assert main(["demos", "--suite", "libero_goal", "--tasks", "6", "--init-ids", "7", "--out", str(out),
+                     "--image-size", "32", "--threads", "1", *flags]) in (0, None)
+        (demo,) = out.glob("*_demo.hdf5")
+        with h5py.File(demo, "r") as f:
+            assert {k for k in f["data/demo_0/obs"] if k.endswith("_rgb")} == expected
