@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 OBS_KEYS = ("agentview_rgb", "ee_pos", "ee_ori", "ee_states", "gripper_states", "joint_states")
+# LIBERO's dataset key of each camera's frames; agentview's is required, the wrist camera's optional
+CAMERA_KEYS = {"agentview": "agentview_rgb", "robot0_eye_in_hand": "eye_in_hand_rgb"}
 OPTIONAL_OBS_KEYS = ("eye_in_hand_rgb",)  # written when an episode has them
 
 

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vlarl_fast.envs.libero.demo_file import read_demos, write_demos
+from vlarl_fast.envs.libero.demo_file import CAMERA_KEYS, read_demos, write_demos
 
 
 def demo_path(directory, task) -> Path:
@@ -74,7 +74,7 @@ def sft_samples(paths: Sequence, *, chunk_len: int, frame_shape: tuple, image_co
     action; None when a demo lacks it). `frame_shape` (cameras, H, W, 3), `image_convention` and
     `cameras` are the rollout env's: demo frames must match what the policy sees in rollouts."""
     cameras = list(cameras)
-    unknown = [c for c in cameras if c not in ("agentview", "robot0_eye_in_hand")]
+    unknown = [c for c in cameras if c not in CAMERA_KEYS]
     if unknown or not cameras or len(cameras) != frame_shape[0]:
         raise ValueError(f"sft_samples: cameras {cameras} must be agentview and/or robot0_eye_in_hand, one per "
                          f"frame of the env's frame shape {tuple(frame_shape)}")

@@ -15,13 +15,10 @@ from typing import Sequence
 
 import numpy as np
 
-from vlarl_fast.envs.libero.demo_file import Episode
+from vlarl_fast.envs.libero.demo_file import CAMERA_KEYS, Episode
 from vlarl_fast.envs.libero.expert import LiberoExpert
 from vlarl_fast.envs.libero.registry import SETTLE_STEPS
 from vlarl_fast.envs.libero.task_engine import LiberoTaskEngine
-
-# LIBERO's dataset key of each camera's frames (LIBERO's scripts/create_dataset.py)
-FRAME_KEYS = {"agentview": "agentview_rgb", "robot0_eye_in_hand": "eye_in_hand_rgb"}
 
 
 def _record_step(task_engine: LiberoTaskEngine, ids: np.ndarray, frames, cameras) -> dict:
@@ -35,7 +32,7 @@ def _record_step(task_engine: LiberoTaskEngine, ids: np.ndarray, frames, cameras
     return {"state": state, "ee_pos": pos, "ee_ori": ori, "ee_states": np.concatenate([pos, ori], 1),
             "gripper_states": grip, "joint_states": joints,
             "robot_states": np.concatenate([grip, pos, quat[:, [1, 2, 3, 0]]], 1),
-            **{FRAME_KEYS[c]: frames[:, j].copy() for j, c in enumerate(cameras)}}
+            **{CAMERA_KEYS[c]: frames[:, j].copy() for j, c in enumerate(cameras)}}
 
 
 def run_expert(scene, init_state_ids: Sequence[int], *, max_steps: int | None = None,
@@ -52,7 +49,7 @@ def run_expert(scene, init_state_ids: Sequence[int], *, max_steps: int | None = 
         raise ValueError("run_expert: expected at least one init state id")
     cameras = list(cameras)
     if record and (not cameras or cameras[0] != "agentview" or len(set(cameras)) != len(cameras)
-                   or any(c not in FRAME_KEYS for c in cameras)):
+                   or any(c not in CAMERA_KEYS for c in cameras)):
         raise ValueError(f"run_expert: cameras must be 'agentview' first, then optionally "
                          f"'robot0_eye_in_hand', each once; got {cameras}")
     max_steps = scene.task.max_steps if max_steps is None else int(max_steps)
@@ -87,7 +84,7 @@ def run_expert(scene, init_state_ids: Sequence[int], *, max_steps: int | None = 
             result["episodes"] = [
                 Episode(actions=np.stack(actions[i]), states=np.stack([r["state"] for r in logs[i]]),
                         obs={k: np.stack([r[k] for r in logs[i]]) for k in
-                             (*(FRAME_KEYS[c] for c in cameras), "ee_pos", "ee_ori", "ee_states",
+                             (*(CAMERA_KEYS[c] for c in cameras), "ee_pos", "ee_ori", "ee_states",
                               "gripper_states", "joint_states")},
                         robot_states=np.stack([r["robot_states"] for r in logs[i]]),
                         init_state=table[ids0[i]], init_state_id=int(ids0[i]), success=bool(te.success[i]))
