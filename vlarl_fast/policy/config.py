@@ -274,19 +274,21 @@ class OpenVLAOFTConfig:
         )
 
     @staticmethod
-    def tiny(num_images: int = 1, use_proprio: bool = False, image_size: int = 16) -> "OpenVLAOFTConfig":
+    def tiny(num_images: int = 1, use_proprio: bool = False, image_size: int = 16,
+             patch_size: int = 4) -> "OpenVLAOFTConfig":
         """CPU test preset. Token ids follow `tokenizer.build_tiny_tokenizer()` (384 base ids,
         `<PAD>` = 384, padded vocabulary 448, bins = ids 128..383). Images take the fast
-        `image_pipeline="resize"` path."""
+        `image_pipeline="resize"` path; both towers cut them into `patch_size` squares
+        ((image_size / patch_size)^2 tokens per image)."""
         from vlarl_fast.policy.tokenizer import TINY_BASE_VOCAB, TINY_EMPTY_TOKEN_ID
 
         dino = ViTConfig(
-            timm_id="tiny-dinov2-reg4", image_size=image_size, patch_size=4, embed_dim=32, depth=3,
+            timm_id="tiny-dinov2-reg4", image_size=image_size, patch_size=patch_size, embed_dim=32, depth=3,
             num_heads=2, mlp_hidden_dim=128, class_token=True, num_reg_tokens=4, layer_scale_init=1e-1,
             attn_pool=False, mean=IMAGENET_MEAN, std=IMAGENET_STD,
         )
         siglip = ViTConfig(
-            timm_id="tiny-siglip", image_size=image_size, patch_size=4, embed_dim=48, depth=3,
+            timm_id="tiny-siglip", image_size=image_size, patch_size=patch_size, embed_dim=48, depth=3,
             num_heads=2, mlp_hidden_dim=int(48 * 3.7362), class_token=False, num_reg_tokens=0,
             layer_scale_init=None, attn_pool=True, mean=SIGLIP_MEAN, std=SIGLIP_STD,
         )
