@@ -275,26 +275,27 @@ class OpenVLAOFTConfig:
 
     @staticmethod
     def tiny(num_images: int = 1, use_proprio: bool = False, image_size: int = 16,
-             patch_size: int = 4) -> "OpenVLAOFTConfig":
+             patch_size: int = 4, width: int = 1) -> "OpenVLAOFTConfig":
         """CPU test preset. Token ids follow `tokenizer.build_tiny_tokenizer()` (384 base ids,
         `<PAD>` = 384, padded vocabulary 448, bins = ids 128..383). Images take the fast
         `image_pipeline="resize"` path; both towers cut them into `patch_size` squares
-        ((image_size / patch_size)^2 tokens per image)."""
+        ((image_size / patch_size)^2 tokens per image). `width` multiplies every width (vision
+        embeddings, text hidden size, MLPs) at the same head counts: about width^2 the parameters."""
         from vlarl_fast.policy.tokenizer import TINY_BASE_VOCAB, TINY_EMPTY_TOKEN_ID
 
         dino = ViTConfig(
-            timm_id="tiny-dinov2-reg4", image_size=image_size, patch_size=patch_size, embed_dim=32, depth=3,
-            num_heads=2, mlp_hidden_dim=128, class_token=True, num_reg_tokens=4, layer_scale_init=1e-1,
+            timm_id="tiny-dinov2-reg4", image_size=image_size, patch_size=patch_size, embed_dim=32 * width, depth=3,
+            num_heads=2, mlp_hidden_dim=128 * width, class_token=True, num_reg_tokens=4, layer_scale_init=1e-1,
             attn_pool=False, mean=IMAGENET_MEAN, std=IMAGENET_STD,
         )
         siglip = ViTConfig(
-            timm_id="tiny-siglip", image_size=image_size, patch_size=patch_size, embed_dim=48, depth=3,
-            num_heads=2, mlp_hidden_dim=int(48 * 3.7362), class_token=False, num_reg_tokens=0,
+            timm_id="tiny-siglip", image_size=image_size, patch_size=patch_size, embed_dim=48 * width, depth=3,
+            num_heads=2, mlp_hidden_dim=int(48 * width * 3.7362), class_token=False, num_reg_tokens=0,
             layer_scale_init=None, attn_pool=True, mean=SIGLIP_MEAN, std=SIGLIP_STD,
         )
         padded_vocab = ((TINY_BASE_VOCAB + 1 + 63) // 64) * 64
         text = TextConfig(
-            vocab_size=padded_vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            vocab_size=padded_vocab, hidden_size=64 * width, intermediate_size=128 * width, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
         )
         return OpenVLAOFTConfig(

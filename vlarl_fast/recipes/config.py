@@ -57,6 +57,7 @@ class PolicyConfig:
     preset: str = "tiny"  # tiny | checkpoint (then `init` is required)
     image_size: int = 32  # model input side; frames are resized to it
     patch_size: int = 4  # tiny preset: side of the vision towers' patches ((image_size / patch_size)^2 tokens)
+    width: int = 1  # tiny preset: factor on every width (vision, text, MLPs); ~width^2 the parameters
     init: str | None = None  # a policy checkpoint dir to start from (skips SFT when set)
     # tiny preset on LIBERO: OpenVLA-OFT's proprio input (eef position, axis-angle, gripper qpos),
     # normalised with statistics of the SFT demos' states (a checkpoint's config decides for itself)
@@ -178,6 +179,7 @@ class TrainConfig:
         _check(self.policy.preset != "checkpoint" or bool(self.policy.init), "policy.init",
                "a checkpoint directory when policy.preset=checkpoint", self.policy.init)
         _check(self.policy.patch_size >= 1, "policy.patch_size", ">= 1", self.policy.patch_size)
+        _check(self.policy.width >= 1, "policy.width", ">= 1", self.policy.width)
         _check(self.policy.image_size % self.policy.patch_size == 0 and self.policy.image_size >= 8,
                "policy.image_size", f"a multiple of policy.patch_size={self.policy.patch_size}, >= 8",
                self.policy.image_size)
@@ -250,7 +252,7 @@ class TrainConfig:
                    f"an OpenVLA-OFT checkpoint directory for {suite} (policy.preset=checkpoint policy.init=DIR): "
                    "LIBERO training starts from an SFT checkpoint (or policy.preset=tiny: one-demo SFT)",
                    self.policy.init)
-            for key in ("policy.image_size", "policy.patch_size", "policy.use_proprio"):
+            for key in ("policy.image_size", "policy.patch_size", "policy.width", "policy.use_proprio"):
                 _check(key not in explicit, key, "not set: the checkpoint's config fixes it", _get(self, key))
             _check(not self.sft.enabled, "sft.enabled",
                    f"false for {suite} with a checkpoint: it is the SFT policy", self.sft.enabled)

@@ -28,7 +28,7 @@ def run_eval(cfg: TrainConfig, policy_dir: Path | None, *, episodes_per_task: in
     env = None
     try:
         policy = build_policy(cfg.policy.image_size, cfg.run.seed, str(policy_dir) if policy_dir else None,
-                              num_images=tiny_num_images(cfg.env.cameras), patch_size=cfg.policy.patch_size)
+                              num_images=tiny_num_images(cfg.env.cameras), patch_size=cfg.policy.patch_size, width=cfg.policy.width)
         unnorm_key = suite.unnorm_key(policy.norm_stats)
         env = make_suite_env(suite, cfg.env.num_envs, max_steps=cfg.env.max_chunks * policy.config.chunk_len,
                              image_size=cfg.env.image_size, num_threads=cfg.env.num_threads, backend=cfg.env.backend,

@@ -62,7 +62,7 @@ class Trainer:
         self.policy = build_policy(cfg.policy.image_size, cfg.run.seed, cfg.policy.init,
                                    stats_key=BUILTIN_UNNORM_KEY if cfg.env.suite == "builtin" else cfg.env.suite,
                                    use_proprio=cfg.policy.use_proprio, num_images=tiny_num_images(cfg.env.cameras),
-                                   patch_size=cfg.policy.patch_size)
+                                   patch_size=cfg.policy.patch_size, width=cfg.policy.width)
         self.unnorm_key = self.suite.unnorm_key(self.policy.norm_stats)
         k = self.policy.config.chunk_len
         self.choose_render_device()
