@@ -11,7 +11,7 @@ import torch
 from vlarl_fast.envs.suites import make_suite, make_suite_env
 from vlarl_fast.recipes.config import TrainConfig
 from vlarl_fast.rl.evaluate import evaluate, evaluation_set, results_table, write_results
-from vlarl_fast.rl.policy_setup import build_policy, suite_cameras, tiny_num_images
+from vlarl_fast.rl.policy_setup import build_policy, suite_cameras, tiny_shape
 
 
 def run_eval(cfg: TrainConfig, policy_dir: Path | None, *, episodes_per_task: int | None = None,
@@ -28,7 +28,7 @@ def run_eval(cfg: TrainConfig, policy_dir: Path | None, *, episodes_per_task: in
     env = None
     try:
         policy = build_policy(cfg.policy.image_size, cfg.run.seed, str(policy_dir) if policy_dir else None,
-                              num_images=tiny_num_images(cfg.env.cameras), patch_size=cfg.policy.patch_size, width=cfg.policy.width)
+                              **tiny_shape(cfg))
         unnorm_key = suite.unnorm_key(policy.norm_stats)
         env = make_suite_env(suite, cfg.env.num_envs, max_steps=cfg.env.max_chunks * policy.config.chunk_len,
                              image_size=cfg.env.image_size, num_threads=cfg.env.num_threads, backend=cfg.env.backend,

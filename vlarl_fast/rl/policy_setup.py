@@ -72,6 +72,13 @@ def tiny_num_images(cameras) -> int:
     return max(1, len(cameras))
 
 
+def tiny_shape(cfg) -> dict:
+    """`build_policy`'s tiny-preset shape arguments from a run's config (`TrainConfig`): images per
+    observation (`tiny_num_images` of env.cameras), patch side and width factor (policy.*)."""
+    return {"num_images": tiny_num_images(cfg.env.cameras), "patch_size": cfg.policy.patch_size,
+            "width": cfg.policy.width}
+
+
 def suite_cameras(suite: str, cameras, config) -> list[str]:
     """The cameras whose frames the policy sees, in its image order: the built-in scene's one, or for
     LIBERO `cameras` (config env.cameras) or by default agentview plus the wrist camera when the

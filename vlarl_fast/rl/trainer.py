@@ -25,7 +25,7 @@ from vlarl_fast.rl.distributed import (DistInfo, all_reduce_min, all_reduce_sum,
                                        sync_rollout_policy, uses_collectives)
 from vlarl_fast.rl.evaluate import evaluate, evaluation_set, results_table, write_results
 from vlarl_fast.rl.logging import MetricLogger
-from vlarl_fast.rl.policy_setup import BUILTIN_UNNORM_KEY, build_policy, suite_cameras, tiny_num_images
+from vlarl_fast.rl.policy_setup import BUILTIN_UNNORM_KEY, build_policy, suite_cameras, tiny_shape
 from vlarl_fast.rl.progress import Progress
 from vlarl_fast.rl.rollout import RolloutTimes, rollout
 from vlarl_fast.rl.sft import proprio_statistics, sft_dataset, train_sft
@@ -61,8 +61,7 @@ class Trainer:
         self.instructions = [t.instruction for t in self.tasks]
         self.policy = build_policy(cfg.policy.image_size, cfg.run.seed, cfg.policy.init,
                                    stats_key=BUILTIN_UNNORM_KEY if cfg.env.suite == "builtin" else cfg.env.suite,
-                                   use_proprio=cfg.policy.use_proprio, num_images=tiny_num_images(cfg.env.cameras),
-                                   patch_size=cfg.policy.patch_size, width=cfg.policy.width)
+                                   use_proprio=cfg.policy.use_proprio, **tiny_shape(cfg))
         self.unnorm_key = self.suite.unnorm_key(self.policy.norm_stats)
         k = self.policy.config.chunk_len
         self.choose_render_device()
