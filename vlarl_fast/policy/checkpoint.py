@@ -54,7 +54,8 @@ class CorruptCheckpointError(ValueError):
 CHECKSUM_FILE = "tensor_checksums.json"
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 4 MiB blocks."""
     import hashlib
 
     h = hashlib.sha256()
@@ -214,7 +215,7 @@ def save_pretrained(model: OpenVLAOFT, directory: str | Path, stats: Mapping[str
         total = sum(t.numel() * t.element_size() for t in state.values())
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (directory / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True))
-    checksums = {p.name: _file_sha256(p) for p in sorted(directory.glob("model*.safetensors"))}
+    checksums = {p.name: file_sha256(p) for p in sorted(directory.glob("model*.safetensors"))}
     (directory / CHECKSUM_FILE).write_text(json.dumps({"sha256": checksums}, indent=2))
     return save_metadata(model, directory, stats=stats, tokenizer=tokenizer, dtype=model.dtype)
 
@@ -307,7 +308,7 @@ def _verify_checksums(directory: Path, filenames) -> None:
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptCheckpointError(f"{path}: unreadable ({exc})") from exc
     for name in sorted(set(filenames)):
-        if name in sums and _file_sha256(directory / name) != sums[name]:
+        if name in sums and file_sha256(directory / name) != sums[name]:
             raise CorruptCheckpointError(f"{directory / name}: its sha256 does not match {path} "
                                          "(the file was changed or corrupted after it was written)")
 

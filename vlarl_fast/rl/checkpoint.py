@@ -31,7 +31,6 @@ every rank sees.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 from torch.distributed.checkpoint.api import CheckpointException
 
-from vlarl_fast.policy.checkpoint import build_from_metadata, read_statistics, save_metadata, save_pretrained
+from vlarl_fast.policy.checkpoint import build_from_metadata, file_sha256, read_statistics, save_metadata, save_pretrained
 from vlarl_fast.rl.distributed import DistInfo, barrier
 
 STATE_DIR = "state"
@@ -67,14 +66,6 @@ class CheckpointError(RuntimeError):
     """A checkpoint could not be written or read; the message names the file."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -88,7 +79,7 @@ def write_manifest(directory: Path) -> dict:
     files = {}
     for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST):
         _fsync(path)
-        files[str(path.relative_to(directory))] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+        files[str(path.relative_to(directory))] = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
     manifest = {"format": 1, "files": files}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=1))
     _fsync(directory / MANIFEST)
@@ -111,7 +102,7 @@ def verify_checkpoint(directory: Path) -> str | None:
             return f"{path} is missing"
         if path.stat().st_size != meta["bytes"]:
             return f"{path} has {path.stat().st_size} bytes, the manifest says {meta['bytes']} (truncated?)"
-        if _sha256(path) != meta["sha256"]:
+        if file_sha256(path) != meta["sha256"]:
             return f"{path} does not match its sha256 in {manifest_path} (corrupted)"
     for required in ("policy/config.json", "trainer_state.pt", "state/.metadata"):
         if required not in files:
