@@ -42,7 +42,8 @@ import numpy as np
 import torch
 from torch.distributed.checkpoint.api import CheckpointException
 
-from vlarl_fast.policy.checkpoint import build_from_metadata, file_sha256, read_statistics, save_metadata, save_pretrained
+from vlarl_fast.policy.checkpoint import (build_from_metadata, file_sha256, read_statistics, save_metadata,
+                                          save_pretrained)
 from vlarl_fast.rl.distributed import DistInfo, barrier
 
 STATE_DIR = "state"
