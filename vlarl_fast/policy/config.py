@@ -275,12 +275,13 @@ class OpenVLAOFTConfig:
 
     @staticmethod
     def tiny(num_images: int = 1, use_proprio: bool = False, image_size: int = 16,
-             patch_size: int = 4, width: int = 1) -> "OpenVLAOFTConfig":
+             patch_size: int = 4, width: int = 1, chunk_len: int = 8) -> "OpenVLAOFTConfig":
         """CPU test preset. Token ids follow `tokenizer.build_tiny_tokenizer()` (384 base ids,
         `<PAD>` = 384, padded vocabulary 448, bins = ids 128..383). Images take the fast
         `image_pipeline="resize"` path; both towers cut them into `patch_size` squares
         ((image_size / patch_size)^2 tokens per image). `width` multiplies every width (vision
-        embeddings, text hidden size, MLPs) at the same head counts: about width^2 the parameters."""
+        embeddings, text hidden size, MLPs) at the same head counts: about width^2 the parameters.
+        `chunk_len`: actions per chunk, decoded in parallel (OpenVLA-OFT: 8 on LIBERO)."""
         from vlarl_fast.policy.tokenizer import TINY_BASE_VOCAB, TINY_EMPTY_TOKEN_ID
 
         dino = ViTConfig(
@@ -302,5 +303,5 @@ class OpenVLAOFTConfig:
             vision=(dino, siglip), text=text, num_images=num_images, use_proprio=use_proprio,
             proprio_dim=8, pad_token_id=TINY_BASE_VOCAB, bos_token_id=1, stop_token_id=2,
             empty_token_id=TINY_EMPTY_TOKEN_ID, image_pipeline="resize", vision_backbone_id="tiny-dinosiglip",
-            llm_backbone_id="tiny-llama",
+            llm_backbone_id="tiny-llama", chunk_len=chunk_len,
         )

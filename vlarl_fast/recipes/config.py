@@ -58,6 +58,7 @@ class PolicyConfig:
     image_size: int = 32  # model input side; frames are resized to it
     patch_size: int = 4  # tiny preset: side of the vision towers' patches ((image_size / patch_size)^2 tokens)
     width: int = 1  # tiny preset: factor on every width (vision, text, MLPs); ~width^2 the parameters
+    chunk_len: int = 8  # tiny preset: actions per chunk (OpenVLA-OFT: 8 on LIBERO, 25 on ALOHA)
     init: str | None = None  # a policy checkpoint dir to start from (skips SFT when set)
     # tiny preset on LIBERO: OpenVLA-OFT's proprio input (eef position, axis-angle, gripper qpos),
     # normalised with statistics of the SFT demos' states (a checkpoint's config decides for itself)
@@ -180,6 +181,7 @@ class TrainConfig:
                "a checkpoint directory when policy.preset=checkpoint", self.policy.init)
         _check(self.policy.patch_size >= 1, "policy.patch_size", ">= 1", self.policy.patch_size)
         _check(self.policy.width >= 1, "policy.width", ">= 1", self.policy.width)
+        _check(self.policy.chunk_len >= 1, "policy.chunk_len", ">= 1", self.policy.chunk_len)
         _check(self.policy.image_size % self.policy.patch_size == 0 and self.policy.image_size >= 8,
                "policy.image_size", f"a multiple of policy.patch_size={self.policy.patch_size}, >= 8",
                self.policy.image_size)
@@ -252,7 +254,8 @@ class TrainConfig:
                    f"an OpenVLA-OFT checkpoint directory for {suite} (policy.preset=checkpoint policy.init=DIR): "
                    "LIBERO training starts from an SFT checkpoint (or policy.preset=tiny: one-demo SFT)",
                    self.policy.init)
-            for key in ("policy.image_size", "policy.patch_size", "policy.width", "policy.use_proprio"):
+            for key in ("policy.image_size", "policy.patch_size", "policy.width", "policy.chunk_len",
+                        "policy.use_proprio"):
                 _check(key not in explicit, key, "not set: the checkpoint's config fixes it", _get(self, key))
             _check(not self.sft.enabled, "sft.enabled",
                    f"false for {suite} with a checkpoint: it is the SFT policy", self.sft.enabled)

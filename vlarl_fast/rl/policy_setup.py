@@ -27,10 +27,10 @@ BUILTIN_STATS = {
 
 
 def builtin_policy_config(image_size: int, use_proprio: bool = False, num_images: int = 1,
-                          patch_size: int = 4, width: int = 1) -> OpenVLAOFTConfig:
+                          patch_size: int = 4, width: int = 1, chunk_len: int = 8) -> OpenVLAOFTConfig:
     # Engine frames are upright and already framed: no LIBERO rotation, no OFT centre crop.
     return OpenVLAOFTConfig.tiny(num_images=num_images, image_size=image_size, use_proprio=use_proprio,
-                                 patch_size=patch_size, width=width).replace(gripper_mode="none", rotate_180=False, center_crop=False)
+                                 patch_size=patch_size, width=width, chunk_len=chunk_len).replace(gripper_mode="none", rotate_180=False, center_crop=False)
 
 
 def tiny_stats(stats_key: str) -> dict:
@@ -42,12 +42,13 @@ def tiny_stats(stats_key: str) -> dict:
 
 def build_policy(image_size: int, seed: int, init: str | None = None,
                  stats_key: str = BUILTIN_UNNORM_KEY, use_proprio: bool = False, num_images: int = 1,
-                 patch_size: int = 4, width: int = 1) -> OpenVLAOFT:
+                 patch_size: int = 4, width: int = 1, chunk_len: int = 8) -> OpenVLAOFT:
     """A checkpoint (`init`), or the tiny preset; `use_proprio` (tiny only) adds OpenVLA-OFT's
     proprio projector, whose statistics SFT fills in from the demos' states; `num_images` (tiny
     only) is the images per observation (LIBERO: 2 = agentview and the wrist camera, as OpenVLA-OFT's
-    LIBERO checkpoints take them); `patch_size` and `width` (tiny only): the side of the squares both
-    vision towers cut an image into, and the factor on every width (`OpenVLAOFTConfig.tiny`)."""
+    LIBERO checkpoints take them); `patch_size`, `width` and `chunk_len` (tiny only): the side of the
+    squares both vision towers cut an image into, the factor on every width and the actions per
+    chunk (`OpenVLAOFTConfig.tiny`)."""
     if init:
         from pathlib import Path
 
@@ -60,7 +61,7 @@ def build_policy(image_size: int, seed: int, init: str | None = None,
                                     "(no config.json there)")
         return load_pretrained(init, dtype=torch.float32, device="cpu")
     torch.manual_seed(seed)
-    return OpenVLAOFT(builtin_policy_config(image_size, use_proprio, num_images, patch_size, width), tokenizer=PromptTokenizer.tiny(),
+    return OpenVLAOFT(builtin_policy_config(image_size, use_proprio, num_images, patch_size, width, chunk_len), tokenizer=PromptTokenizer.tiny(),
                       norm_stats=tiny_stats(stats_key))
 
 
@@ -74,9 +75,9 @@ def tiny_num_images(cameras) -> int:
 
 def tiny_shape(cfg) -> dict:
     """`build_policy`'s tiny-preset shape arguments from a run's config (`TrainConfig`): images per
-    observation (`tiny_num_images` of env.cameras), patch side and width factor (policy.*)."""
+    observation (`tiny_num_images` of env.cameras), patch side, width factor and chunk length (policy.*)."""
     return {"num_images": tiny_num_images(cfg.env.cameras), "patch_size": cfg.policy.patch_size,
-            "width": cfg.policy.width}
+            "width": cfg.policy.width, "chunk_len": cfg.policy.chunk_len}
 
 
 def suite_cameras(suite: str, cameras, config) -> list[str]:
