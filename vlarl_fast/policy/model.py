@@ -1,6 +1,7 @@
 """OpenVLA-OFT with the discrete action-token head and parallel decoding (SimpleVLA-RL's policy).
 
-Sequence per sample (one LM forward yields all 56 action distributions):
+Sequence per sample (one LM forward yields all 56 action distributions: config.chunk_len = 8 steps
+x 7 dims, OpenVLA-OFT's LIBERO chunk; "56" below stands for chunk_len * 7):
 
     [BOS] [vision tokens: num_images * 256 patches (+1 proprio)] [prompt body, left-padded]
     [56 action positions, input embedding = 0] [STOP </s>]
