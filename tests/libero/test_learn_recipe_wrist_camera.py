@@ -27,7 +27,7 @@ def test_libero_learn_with_the_wrist_camera(tmp_path):
     (sft,) = [r for r in rows if r["kind"] == "sft"]
     assert sft["sft/samples"] == steps and sft["sft/demos"] == 1
     (train,) = [r for r in rows if r["kind"] == "train"]
-    assert train["rollout/groups_sampled"] == 1 and train["perf/env_steps"] == 8 * 2 * 8  # 8 envs x 2 chunks of 8
+    assert train["rollout/groups_sampled"] == 1 and train["perf/env_steps"] == 8 * 2 * 16  # 8 envs x 2 chunks of 16 (the recipe's chunk_len)
     assert [r["episodes"] for r in rows if r["kind"] == "eval"] == [1, 1]
     policy = load_policy(out / "checkpoints" / "step_000001")
     assert policy.config.num_images == 2 and policy.config.use_proprio
