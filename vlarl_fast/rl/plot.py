@@ -36,7 +36,7 @@ def plot_run(out_dir: str | Path, path: str | Path, label: str = "built-in tasks
         cumulative.append(total / 60)
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot([r["step"] for r in train], [r.get("rollout/success", float("nan")) for r in train], ".-", alpha=0.5,
-            label="rollout success (temperature 1.6, training states)")
+            label="rollout success (sampled at the GRPO temperature, training states)")
     ax.plot([e["step"] for e in evals], [e["success"] for e in evals], "o-", linewidth=2,
             label=f"held-out eval success (greedy, {int(evals[0]['episodes']) if evals else 0} episodes)")
     ax.set_xlabel("GRPO iteration (0 = after one-demo SFT)")
@@ -44,7 +44,7 @@ def plot_run(out_dir: str | Path, path: str | Path, label: str = "built-in tasks
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     if cumulative:
-        ax.set_title(f"{label}: {len(train)} GRPO iterations in {cumulative[-1]:.1f} min (2-core CPU, shared)")
+        ax.set_title(f"{label}\n{len(train)} GRPO iterations in {cumulative[-1]:.1f} min (2-core CPU)", fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     path = Path(path)
