@@ -8,6 +8,7 @@ import json
 import h5py
 
 from vlarl_fast.cli import main
+from vlarl_fast.recipes.config import load_config
 from vlarl_fast.rl.checkpoint import load_policy
 
 
@@ -27,7 +28,8 @@ def test_libero_learn_with_the_wrist_camera(tmp_path):
     (sft,) = [r for r in rows if r["kind"] == "sft"]
     assert sft["sft/samples"] == steps and sft["sft/demos"] == 1
     (train,) = [r for r in rows if r["kind"] == "train"]
-    assert train["rollout/groups_sampled"] == 1 and train["perf/env_steps"] == 8 * 2 * 16  # 8 envs x 2 chunks of 16 (the recipe's chunk_len)
+    chunk_len = load_config("libero_learn", []).policy.chunk_len
+    assert train["rollout/groups_sampled"] == 1 and train["perf/env_steps"] == 8 * 2 * chunk_len  # 8 envs x 2 chunks
     assert [r["episodes"] for r in rows if r["kind"] == "eval"] == [1, 1]
     policy = load_policy(out / "checkpoints" / "step_000001")
     assert policy.config.num_images == 2 and policy.config.use_proprio
